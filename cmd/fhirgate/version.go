@@ -1,0 +1,24 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+)
+
+// version is set at build time with -ldflags "-X main.version=..."; otherwise the module version.
+var version = ""
+
+func init() {
+	register(command{name: "version", summary: "print the version", run: func(_ context.Context, e env) error {
+		v := version
+		if v == "" {
+			v = "devel"
+			if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+				v = bi.Main.Version
+			}
+		}
+		_, err := fmt.Fprintf(e.stdout, "fhirgate %s\n", v)
+		return err
+	}})
+}
