@@ -11,14 +11,17 @@ var version = ""
 
 func init() {
 	register(command{name: "version", summary: "print the version", run: func(_ context.Context, e env) error {
-		v := version
-		if v == "" {
-			v = "devel"
-			if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-				v = bi.Main.Version
-			}
-		}
-		_, err := fmt.Fprintf(e.stdout, "fhirgate %s\n", v)
+		_, err := fmt.Fprintf(e.stdout, "fhirgate %s\n", versionString())
 		return err
 	}})
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
 }

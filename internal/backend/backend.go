@@ -62,8 +62,6 @@ type HistoryQuery struct {
 	Type, ID string
 	// Since keeps versions updated at or after this instant (_since).
 	Since time.Time
-	// At keeps the version current at this instant (_at).
-	At time.Time
 	// Count is the page size.
 	Count int
 	// Cursor continues a previous page.
@@ -73,8 +71,9 @@ type HistoryQuery struct {
 // HistoryPage is one page of history, newest first.
 type HistoryPage struct {
 	Entries []*HistoryEntry
-	// Total is the number of entries over every page.
-	Total int
+	// Total is the number of entries over every page, when the backend counted them (it does
+	// for instance history; type and system history can be too large to count on every page).
+	Total *int
 	// Next is the cursor of the next page, empty on the last page.
 	Next string
 }

@@ -1,0 +1,239 @@
+package fhirapi
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/fhirgate/fhirgate/internal/backend"
+	"github.com/fhirgate/fhirgate/internal/fhir"
+)
+
+func (a *API) read(w http.ResponseWriter, r *http.Request) error {
+	typ, id := r.PathValue("type"), r.PathValue("id")
+	if err := checkType(typ); err != nil {
+		return err
+	}
+	if strings.HasPrefix(id, "$") {
+		return fhir.Errorf(http.StatusNotImplemented, "not-supported", "operation %s is not supported on %s", id, typ)
+	}
+	if err := checkID(id); err != nil {
+		return err
+	}
+	res, err := a.opts.Backend.Read(r.Context(), typ, id)
+	if err != nil {
+		return a.goneWithHeaders(w, res, err)
+	}
+	if notModified(w, r, res) {
+		return nil
+	}
+	a.writeResource(w, http.StatusOK, res)
+	return nil
+}
+
+func (a *API) vread(w http.ResponseWriter, r *http.Request) error {
+	typ, id := r.PathValue("type"), r.PathValue("id")
+	if err := checkType(typ); err != nil {
+		return err
+	}
+	if err := checkID(id); err != nil {
+		return err
+	}
+	vid, err := strconv.ParseInt(r.PathValue("vid"), 10, 64)
+	if err != nil || vid < 1 {
+		return fhir.Invalid("", "%q is not a version id", r.PathValue("vid"))
+	}
+	res, err := a.opts.Backend.VRead(r.Context(), typ, id, vid)
+	if err != nil {
+		return a.goneWithHeaders(w, res, err)
+	}
+	a.writeResource(w, http.StatusOK, res)
+	return nil
+}
+
+// goneWithHeaders adds the version headers of a deleted resource to its 410.
+func (a *API) goneWithHeaders(w http.ResponseWriter, res *fhir.Resource, err error) error {
+	if errors.Is(err, fhir.ErrGone) && res != nil {
+		w.Header().Set("ETag", res.ETag())
+		w.Header().Set("Last-Modified", res.LastUpdated.Format(http.TimeFormat))
+	}
+	return err
+}
+
+// notModified answers 304 for a matching If-None-Match or a fresh If-Modified-Since.
+func notModified(w http.ResponseWriter, r *http.Request, res *fhir.Resource) bool {
+	if inm := r.Header.Get("If-None-Match"); inm != "" {
+		for tag := range strings.SplitSeq(inm, ",") {
+			if t := strings.TrimSpace(tag); t == res.ETag() || t == strings.TrimPrefix(res.ETag(), "W/") || t == "*" {
+				setVersionHeaders(w, res)
+				w.WriteHeader(http.StatusNotModified)
+				return true
+			}
+		}
+		return false
+	}
+	if ims := r.Header.Get("If-Modified-Since"); ims != "" {
+		if t, err := http.ParseTime(ims); err == nil && !res.LastUpdated.Truncate(1e9).After(t) {
+			setVersionHeaders(w, res)
+			w.WriteHeader(http.StatusNotModified)
+			return true
+		}
+	}
+	return false
+}
+
+func setVersionHeaders(w http.ResponseWriter, res *fhir.Resource) {
+	w.Header().Set("ETag", res.ETag())
+	w.Header().Set("Last-Modified", res.LastUpdated.Format(http.TimeFormat))
+}
+
+func (a *API) writeResource(w http.ResponseWriter, status int, res *fhir.Resource) {
+	setVersionHeaders(w, res)
+	writeJSON(w, status, res.Body)
+}
+
+func (a *API) create(w http.ResponseWriter, r *http.Request) error {
+	typ := r.PathValue("type")
+	if err := checkType(typ); err != nil {
+		return err
+	}
+	body, err := a.readBody(w, r)
+	if err != nil {
+		return err
+	}
+	if err := a.checkWrite(typ, "", body); err != nil {
+		return err
+	}
+	opts := backend.CreateOptions{}
+	if ine := r.Header.Get("If-None-Exist"); ine != "" {
+		q, err := a.parseCriteria(typ, ine)
+		if err != nil {
+			return err
+		}
+		opts.IfNoneExist = q
+	}
+	res, created, err := a.opts.Backend.Create(r.Context(), typ, body, opts)
+	if err != nil {
+		return err
+	}
+	status := http.StatusCreated
+	if !created {
+		status = http.StatusOK
+	}
+	a.writeWriteResult(w, r, status, res)
+	return nil
+}
+
+func (a *API) update(w http.ResponseWriter, r *http.Request) error {
+	typ, id := r.PathValue("type"), r.PathValue("id")
+	if err := checkType(typ); err != nil {
+		return err
+	}
+	if err := checkID(id); err != nil {
+		return err
+	}
+	body, err := a.readBody(w, r)
+	if err != nil {
+		return err
+	}
+	if err := a.checkWrite(typ, id, body); err != nil {
+		return err
+	}
+	opts := backend.UpdateOptions{}
+	if im := r.Header.Get("If-Match"); im != "" {
+		v, ok := parseETag(im)
+		if !ok {
+			return fhir.Invalid("", "If-Match %q is not a version ETag such as W/\"3\"", im)
+		}
+		opts.IfMatch = v
+	}
+	res, created, err := a.opts.Backend.Update(r.Context(), typ, id, body, opts)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	a.writeWriteResult(w, r, status, res)
+	return nil
+}
+
+func (a *API) delete(w http.ResponseWriter, r *http.Request) error {
+	typ, id := r.PathValue("type"), r.PathValue("id")
+	if err := checkType(typ); err != nil {
+		return err
+	}
+	if err := checkID(id); err != nil {
+		return err
+	}
+	res, err := a.opts.Backend.Delete(r.Context(), typ, id)
+	if err != nil {
+		return err
+	}
+	if res != nil {
+		w.Header().Set("ETag", res.ETag())
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// checkWrite validates a body for typ (and, for an update, its id).
+func (a *API) checkWrite(typ, id string, body []byte) error {
+	h, err := fhir.DecodeHeader(body)
+	if err != nil {
+		return err
+	}
+	if h.ResourceType != typ {
+		return fhir.Invalid("resourceType", "the body is a %s but the URL says %s", h.ResourceType, typ)
+	}
+	if id != "" {
+		if h.ID == "" {
+			return fhir.Invalid(typ+".id", "an update must carry the id of the URL in the body")
+		}
+		if h.ID != id {
+			return fhir.Invalid(typ+".id", "the body's id %q is not the URL's id %q", h.ID, id)
+		}
+	}
+	return a.opts.Validator.Validate(typ, body)
+}
+
+// writeWriteResult answers a create or update as the Prefer header asks (representation by
+// default).
+func (a *API) writeWriteResult(w http.ResponseWriter, r *http.Request, status int, res *fhir.Resource) {
+	w.Header().Set("Location", a.opts.BaseURL+"/"+res.Type+"/"+res.ID+"/_history/"+strconv.FormatInt(res.VersionID, 10))
+	setVersionHeaders(w, res)
+	switch preferReturn(r) {
+	case "minimal":
+		w.WriteHeader(status)
+	case "OperationOutcome":
+		oo := &fhir.OperationOutcome{ResourceType: "OperationOutcome", Issue: []fhir.Issue{{
+			Severity: "information", Code: "informational",
+			Diagnostics: "stored " + res.Type + "/" + res.ID + " version " + strconv.FormatInt(res.VersionID, 10),
+		}}}
+		writeJSON(w, status, fhir.MarshalOutcome(oo))
+	default:
+		writeJSON(w, status, res.Body)
+	}
+}
+
+func preferReturn(r *http.Request) string {
+	for _, p := range r.Header.Values("Prefer") {
+		for part := range strings.SplitSeq(p, ";") {
+			if k, v, ok := strings.Cut(strings.TrimSpace(part), "="); ok && strings.EqualFold(k, "return") {
+				return strings.Trim(v, `"`)
+			}
+		}
+	}
+	return ""
+}
+
+// parseETag reads W/"3", "3" or 3.
+func parseETag(s string) (int64, bool) {
+	s = strings.TrimSpace(s)
+	s = strings.TrimPrefix(s, "W/")
+	s = strings.Trim(s, `"`)
+	v, err := strconv.ParseInt(s, 10, 64)
+	return v, err == nil && v > 0
+}

@@ -1,0 +1,239 @@
+package fhirapi
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/fhirgate/fhirgate/internal/fhir"
+	"github.com/fhirgate/fhirgate/internal/fhir/search"
+)
+
+func (a *API) searchType(w http.ResponseWriter, r *http.Request) error {
+	typ := r.PathValue("type")
+	if err := checkType(typ); err != nil {
+		return err
+	}
+	return a.runSearch(w, r, []string{typ}, nil, r.URL.Query())
+}
+
+// searchTypePost is POST {type}/_search: parameters in a form body (and the URL), same results as
+// GET.
+func (a *API) searchTypePost(w http.ResponseWriter, r *http.Request) error {
+	typ := r.PathValue("type")
+	if err := checkType(typ); err != nil {
+		return err
+	}
+	ct := r.Header.Get("Content-Type")
+	if ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/x-www-form-urlencoded") {
+		return fhir.Errorf(http.StatusUnsupportedMediaType, "not-supported", "POST _search takes application/x-www-form-urlencoded parameters")
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, a.opts.MaxBodyBytes)
+	if err := r.ParseForm(); err != nil {
+		return fhir.Invalid("", "the search form could not be read: %v", err)
+	}
+	return a.runSearch(w, r, []string{typ}, nil, r.Form)
+}
+
+// searchSystem is GET /fhir?_type=A,B (or across every type without _type).
+func (a *API) searchSystem(w http.ResponseWriter, r *http.Request) error {
+	params := r.URL.Query()
+	var types []string
+	for _, v := range params["_type"] {
+		for t := range strings.SplitSeq(v, ",") {
+			if t = strings.TrimSpace(t); t == "" {
+				continue
+			}
+			if !fhir.IsResourceType(t) {
+				return fhir.Invalid("", "_type %q is not a FHIR R4 resource type", t)
+			}
+			types = append(types, t)
+		}
+	}
+	if len(types) == 0 {
+		types = fhir.ResourceTypes()
+	}
+	return a.runSearch(w, r, types, nil, params)
+}
+
+// searchCompartment is GET /fhir/Patient/{id}/{type}: a search bounded by one patient's
+// compartment.
+func (a *API) searchCompartment(w http.ResponseWriter, r *http.Request) error {
+	comp, id, typ := r.PathValue("type"), r.PathValue("id"), r.PathValue("compartmentType")
+	if err := checkType(comp); err != nil {
+		return err
+	}
+	if comp != "Patient" {
+		return fhir.Errorf(http.StatusNotFound, "not-supported", "only the Patient compartment is supported")
+	}
+	if err := checkID(id); err != nil {
+		return err
+	}
+	types := []string{typ}
+	switch {
+	case typ == "*":
+		types = fhir.ResourceTypes()
+	case fhir.IsResourceType(typ):
+	default:
+		return fhir.Errorf(http.StatusNotFound, "not-supported", "%q is not a FHIR R4 resource type", typ)
+	}
+	return a.runSearch(w, r, types, &search.CompartmentRef{Type: comp, ID: id}, r.URL.Query())
+}
+
+// runSearch parses, runs and answers a search as a searchset Bundle.
+func (a *API) runSearch(w http.ResponseWriter, r *http.Request, types []string, comp *search.CompartmentRef, params url.Values) error {
+	q, warnings, err := a.parseSearch(types, params, strictHandling(r))
+	if err != nil {
+		return err
+	}
+	q.Compartment = comp
+	if token := params.Get(pageParam); token != "" {
+		cursor, ok := a.pages.verify(r.URL.Path, params, token, pageBinding(r))
+		if !ok {
+			return fhir.Invalid(pageParam, "the page link is not valid for this search; start the search again")
+		}
+		q.Cursor = cursor
+	}
+	res, err := a.opts.Backend.Search(r.Context(), q)
+	if err != nil {
+		return err
+	}
+	b := &fhir.Bundle{ResourceType: "Bundle", ID: newBundleID(), Type: "searchset", Total: res.Total}
+	b.Meta = &fhir.BundleMeta{LastUpdated: a.opts.Now().UTC().Format(fhir.TimeFormat)}
+	b.Link = append(b.Link, fhir.BundleLink{Relation: "self", URL: a.selfURL(r, params)})
+	if res.Next != "" {
+		next := cloneValues(params)
+		next.Set(pageParam, a.pages.sign(r.URL.Path, params, res.Next, pageBinding(r)))
+		b.Link = append(b.Link, fhir.BundleLink{Relation: "next", URL: a.opts.BaseURL + strings.TrimPrefix(r.URL.Path, "/fhir") + "?" + next.Encode()})
+	}
+	elements := elementsOf(params)
+	for _, m := range res.Matches {
+		b.Entry = append(b.Entry, a.searchEntry(m, "match", elements))
+	}
+	for _, inc := range res.Included {
+		b.Entry = append(b.Entry, a.searchEntry(inc, "include", nil))
+	}
+	if len(warnings) > 0 {
+		oo := &fhir.OperationOutcome{ResourceType: "OperationOutcome", Issue: warnings}
+		b.Entry = append(b.Entry, fhir.BundleEntry{Resource: fhir.MarshalOutcome(oo), Search: &fhir.EntrySearch{Mode: "outcome"}})
+	}
+	body, err := json.Marshal(b)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, body)
+	return nil
+}
+
+func (a *API) searchEntry(res *fhir.Resource, mode string, elements []string) fhir.BundleEntry {
+	body := res.Body
+	if len(elements) > 0 {
+		body = subsetElements(body, elements)
+	}
+	return fhir.BundleEntry{
+		FullURL:  a.opts.BaseURL + "/" + res.Type + "/" + res.ID,
+		Resource: body,
+		Search:   &fhir.EntrySearch{Mode: mode},
+	}
+}
+
+// selfURL is the request as the server understood it, without the page token.
+func (a *API) selfURL(r *http.Request, params url.Values) string {
+	p := cloneValues(params)
+	p.Del(pageParam)
+	u := a.opts.BaseURL + strings.TrimPrefix(r.URL.Path, "/fhir")
+	if len(p) > 0 {
+		u += "?" + p.Encode()
+	}
+	return u
+}
+
+// pageBinding ties page links to the caller; the access-control layer sets it from the token.
+func pageBinding(r *http.Request) string {
+	if b, ok := r.Context().Value(pageBindingKey{}).(string); ok {
+		return b
+	}
+	return ""
+}
+
+type pageBindingKey struct{}
+
+// strictHandling reports Prefer: handling=strict.
+func strictHandling(r *http.Request) bool {
+	for _, p := range r.Header.Values("Prefer") {
+		for part := range strings.SplitSeq(p, ";") {
+			if k, v, ok := strings.Cut(strings.TrimSpace(part), "="); ok && strings.EqualFold(k, "handling") {
+				return strings.EqualFold(strings.Trim(v, `"`), "strict")
+			}
+		}
+	}
+	return false
+}
+
+func cloneValues(v url.Values) url.Values {
+	out := make(url.Values, len(v))
+	for k, vs := range v {
+		out[k] = append([]string(nil), vs...)
+	}
+	return out
+}
+
+// elementsOf returns the _elements list.
+func elementsOf(params url.Values) []string {
+	var out []string
+	for _, v := range params["_elements"] {
+		for e := range strings.SplitSeq(v, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				out = append(out, e)
+			}
+		}
+	}
+	return out
+}
+
+// subsetElements keeps the listed top-level elements (plus resourceType, id and meta) and marks the
+// resource SUBSETTED, as the spec asks for _elements.
+func subsetElements(body []byte, elements []string) []byte {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		return body
+	}
+	keep := map[string]bool{"resourceType": true, "id": true, "meta": true}
+	for _, e := range elements {
+		keep[e] = true
+	}
+	for k := range m {
+		if !keep[k] {
+			delete(m, k)
+		}
+	}
+	var meta map[string]json.RawMessage
+	_ = json.Unmarshal(m["meta"], &meta)
+	if meta == nil {
+		meta = map[string]json.RawMessage{}
+	}
+	var tags []json.RawMessage
+	_ = json.Unmarshal(meta["tag"], &tags)
+	tags = append(tags, json.RawMessage(`{"system":"http://terminology.hl7.org/CodeSystem/v3-ObservationValue","code":"SUBSETTED"}`))
+	meta["tag"], _ = json.Marshal(tags)
+	m["meta"], _ = json.Marshal(meta)
+	out, err := json.Marshal(m)
+	if err != nil {
+		return body
+	}
+	return out
+}
+
+// parseCriteria parses the query of a conditional header (If-None-Exist: identifier=x|y).
+func (a *API) parseCriteria(typ, criteria string) (*search.Query, error) {
+	values, err := url.ParseQuery(strings.TrimPrefix(criteria, "?"))
+	if err != nil {
+		return nil, fhir.Invalid("", "the conditional criteria %q are not a valid query", criteria)
+	}
+	if len(values) == 0 {
+		return nil, fhir.Invalid("", "the conditional criteria are empty")
+	}
+	q, _, err := a.parseSearch([]string{typ}, values, true)
+	return q, err
+}

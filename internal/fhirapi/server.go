@@ -1,0 +1,237 @@
+package fhirapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/fhirgate/fhirgate/internal/backend"
+	"github.com/fhirgate/fhirgate/internal/fhir"
+	"github.com/fhirgate/fhirgate/internal/fhir/search"
+)
+
+// Validator checks a resource before it is stored.
+type Validator interface {
+	Validate(resourceType string, body []byte) error
+}
+
+// BundleProcessor runs batch and transaction Bundles posted to the base.
+type BundleProcessor interface {
+	Process(ctx context.Context, body []byte) (*fhir.Bundle, error)
+}
+
+// Options configures the API.
+type Options struct {
+	// Backend stores and finds resources.
+	Backend backend.Backend
+	// Registry defines the search parameters.
+	Registry *search.Registry
+	// Validator checks every write.
+	Validator Validator
+	// Bundles processes POST of batch/transaction Bundles to the base; nil answers 501.
+	Bundles BundleProcessor
+	// BaseURL is the FHIR base, e.g. http://localhost:8080/fhir.
+	BaseURL string
+	// DefaultCount and MaxCount bound search page sizes.
+	DefaultCount, MaxCount int
+	// PageKey signs paging links; random when empty (links then die with the process).
+	PageKey []byte
+	// MaxBodyBytes caps a request body; 16 MiB when zero.
+	MaxBodyBytes int64
+	// Security is the CapabilityStatement rest.security element, if an authorization server
+	// protects this API.
+	Security json.RawMessage
+	// Software names this server in the CapabilityStatement.
+	Software, Version string
+	// Now is the clock.
+	Now func() time.Time
+	// Logger logs internal errors with the request id.
+	Logger *slog.Logger
+}
+
+// API serves the FHIR REST interactions.
+type API struct {
+	opts  Options
+	pages pageSigner
+	mux   *http.ServeMux
+	// capability is the CapabilityStatement, built once.
+	capability []byte
+}
+
+// New builds the API.
+func New(opts Options) (*API, error) {
+	if opts.Backend == nil || opts.Registry == nil || opts.Validator == nil {
+		return nil, errors.New("fhirapi: Backend, Registry and Validator are required")
+	}
+	if opts.BaseURL == "" {
+		return nil, errors.New("fhirapi: BaseURL is required")
+	}
+	opts.BaseURL = strings.TrimRight(opts.BaseURL, "/")
+	if opts.DefaultCount <= 0 {
+		opts.DefaultCount = 50
+	}
+	if opts.MaxCount < opts.DefaultCount {
+		opts.MaxCount = max(opts.DefaultCount, 1000)
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 16 << 20
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if len(opts.PageKey) == 0 {
+		opts.PageKey = make([]byte, 32)
+		_, _ = rand.Read(opts.PageKey)
+	}
+	a := &API{opts: opts, pages: pageSigner{key: opts.PageKey}}
+	capability, err := a.buildCapabilityStatement()
+	if err != nil {
+		return nil, err
+	}
+	a.capability = capability
+	a.mux = http.NewServeMux()
+	a.routes()
+	return a, nil
+}
+
+// ServeHTTP serves requests under /fhir.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// handlerFunc is an endpoint that returns its error instead of writing it.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (a *API) routes() {
+	h := func(pattern string, fn handlerFunc) {
+		a.mux.Handle(pattern, a.adapt(fn))
+	}
+	h("GET /fhir/metadata", a.metadata)
+	h("GET /fhir", a.searchSystem)
+	h("POST /fhir", a.postBundle)
+	h("GET /fhir/_history", a.historySystem)
+	h("GET /fhir/{type}", a.searchType)
+	h("POST /fhir/{type}/_search", a.searchTypePost)
+	h("POST /fhir/{type}", a.create)
+	h("GET /fhir/{type}/_history", a.historyType)
+	h("GET /fhir/{type}/{id}", a.read)
+	h("PUT /fhir/{type}/{id}", a.update)
+	h("DELETE /fhir/{type}/{id}", a.delete)
+	h("GET /fhir/{type}/{id}/_history", a.historyInstance)
+	h("GET /fhir/{type}/{id}/_history/{vid}", a.vread)
+	h("GET /fhir/{type}/{id}/{compartmentType}", a.searchCompartment)
+	h("/fhir/", func(w http.ResponseWriter, r *http.Request) error {
+		return fhir.Errorf(http.StatusNotFound, "not-supported", "%s %s is not a FHIR interaction this server supports", r.Method, r.URL.Path)
+	})
+}
+
+// adapt turns an endpoint into an http.Handler: content negotiation first, then the endpoint, and
+// its error written once as an OperationOutcome.
+func (a *API) adapt(fn handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := negotiate(r)
+		if err == nil {
+			err = fn(w, r)
+		}
+		if err != nil {
+			a.writeError(w, r, err)
+		}
+	})
+}
+
+func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, oo := fhir.OutcomeFromError(err)
+	if status >= 500 {
+		a.opts.Logger.ErrorContext(r.Context(), "fhir request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+	}
+	writeJSON(w, status, fhir.MarshalOutcome(oo))
+}
+
+const fhirJSON = "application/fhir+json"
+
+// negotiate accepts JSON and refuses XML (415), for the body, Accept and _format alike.
+func negotiate(r *http.Request) error {
+	if f := r.URL.Query().Get("_format"); f != "" {
+		switch strings.ToLower(f) {
+		case "json", fhirJSON, "application/json", "application/json+fhir":
+		case "xml", "application/fhir+xml", "application/xml", "text/xml", "application/xml+fhir":
+			return fhir.Errorf(http.StatusUnsupportedMediaType, "not-supported", "XML is not supported: this server speaks application/fhir+json")
+		default:
+			return fhir.Errorf(http.StatusUnsupportedMediaType, "not-supported", "_format %q is not supported: use json", f)
+		}
+	} else if accept := r.Header.Get("Accept"); accept != "" && !acceptsJSON(accept) {
+		return fhir.Errorf(http.StatusUnsupportedMediaType, "not-supported", "Accept %q is not supported: this server speaks application/fhir+json", accept)
+	}
+	if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
+		ct := r.Header.Get("Content-Type")
+		if strings.HasSuffix(r.URL.Path, "/_search") {
+			return nil // form-encoded search parameters
+		}
+		mt, _, err := mime.ParseMediaType(ct)
+		if ct != "" && err != nil {
+			return fhir.Errorf(http.StatusUnsupportedMediaType, "not-supported", "Content-Type %q is not valid", ct)
+		}
+		switch mt {
+		case fhirJSON, "application/json", "application/json+fhir", "":
+		default:
+			return fhir.Errorf(http.StatusUnsupportedMediaType, "not-supported", "Content-Type %q is not supported: send application/fhir+json", mt)
+		}
+	}
+	return nil
+}
+
+func acceptsJSON(accept string) bool {
+	for part := range strings.SplitSeq(accept, ",") {
+		mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		switch mt {
+		case fhirJSON, "application/json", "application/json+fhir", "*/*", "application/*":
+			return true
+		}
+	}
+	return false
+}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", fhirJSON+"; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// readBody reads a request body up to the configured limit.
+func (a *API) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.opts.MaxBodyBytes))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return nil, fhir.Errorf(http.StatusRequestEntityTooLarge, "too-costly", "the request body is larger than %d bytes", a.opts.MaxBodyBytes)
+	}
+	if err != nil {
+		return nil, fhir.Invalid("", "the request body could not be read")
+	}
+	return body, nil
+}
+
+// checkType answers 404 for a path segment that is not an R4 resource type.
+func checkType(typ string) error {
+	if !fhir.IsResourceType(typ) {
+		return fhir.Errorf(http.StatusNotFound, "not-supported", "%q is not a FHIR R4 resource type", typ)
+	}
+	return nil
+}
+
+func checkID(id string) error {
+	if !fhir.ValidID(id) {
+		return fhir.Invalid("", "%q is not a valid resource id", id)
+	}
+	return nil
+}
