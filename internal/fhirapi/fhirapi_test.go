@@ -1,0 +1,370 @@
+package fhirapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fhirgate/fhirgate/internal/fhir"
+	"github.com/fhirgate/fhirgate/internal/fhir/search"
+	"github.com/fhirgate/fhirgate/internal/fhir/validate"
+	"github.com/fhirgate/fhirgate/internal/fhirapi"
+	"github.com/fhirgate/fhirgate/internal/store/sqlstore"
+)
+
+type client struct {
+	t    *testing.T
+	base string
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("response is not JSON (%d): %s", r.status, r.body)
+	}
+	return m
+}
+
+func newServer(t *testing.T) *client {
+	t.Helper()
+	reg, err := search.DefaultRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := sqlstore.Open(context.Background(), sqlstore.Options{Driver: "sqlite", DSN: filepath.Join(t.TempDir(), "db"), Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	v, err := validate.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(nil)
+	base := "http://" + srv.Listener.Addr().String() + "/fhir"
+	api, err := fhirapi.New(fhirapi.Options{Backend: store, Registry: reg, Validator: v, BaseURL: base, DefaultCount: 10, MaxCount: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = api
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return &client{t: t, base: base}
+}
+
+func (c *client) do(method, path string, body string, headers ...string) response {
+	c.t.Helper()
+	target := path
+	if !strings.HasPrefix(path, "http") {
+		target = c.base + path
+	}
+	req, err := http.NewRequest(method, target, strings.NewReader(body))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/fhir+json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+const alice = `{"resourceType":"Patient","name":[{"family":"Liddell","given":["Alice"]}],"gender":"female","birthDate":"1980-02-03","identifier":[{"system":"urn:mrn","value":"A1"}]}`
+
+func (c *client) create(typ, body string) (string, response) {
+	c.t.Helper()
+	r := c.do("POST", "/"+typ, body)
+	if r.status != http.StatusCreated {
+		c.t.Fatalf("create %s = %d %s", typ, r.status, r.body)
+	}
+	id, _ := r.json(c.t)["id"].(string)
+	return id, r
+}
+
+func wantOutcome(t *testing.T, r response, status int, contains string) {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status = %d, want %d: %s", r.status, status, r.body)
+	}
+	var oo fhir.OperationOutcome
+	if err := json.Unmarshal(r.body, &oo); err != nil || oo.ResourceType != "OperationOutcome" || len(oo.Issue) == 0 {
+		t.Fatalf("body is not an OperationOutcome: %s", r.body)
+	}
+	if contains != "" && !strings.Contains(string(r.body), contains) {
+		t.Errorf("OperationOutcome does not mention %q: %s", contains, r.body)
+	}
+	if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/fhir+json") {
+		t.Errorf("Content-Type = %q", ct)
+	}
+}
+
+func TestCreateReadUpdateDelete(t *testing.T) {
+	c := newServer(t)
+	id, r := c.create("Patient", alice)
+	if loc := r.header.Get("Location"); loc != c.base+"/Patient/"+id+"/_history/1" {
+		t.Errorf("Location = %q", loc)
+	}
+	if et := r.header.Get("ETag"); et != `W/"1"` {
+		t.Errorf("ETag = %q, want W/\"1\"", et)
+	}
+	if r.header.Get("Last-Modified") == "" {
+		t.Error("no Last-Modified on create")
+	}
+
+	r = c.do("GET", "/Patient/"+id, "")
+	if r.status != 200 || r.header.Get("ETag") != `W/"1"` {
+		t.Fatalf("read = %d ETag %q", r.status, r.header.Get("ETag"))
+	}
+	if m := r.json(t); m["id"] != id || m["meta"].(map[string]any)["versionId"] != "1" {
+		t.Errorf("read body = %s", r.body)
+	}
+	if r := c.do("GET", "/Patient/"+id, "", "If-None-Match", `W/"1"`); r.status != http.StatusNotModified {
+		t.Errorf("read with matching If-None-Match = %d, want 304", r.status)
+	}
+
+	updated := strings.Replace(alice, `"resourceType":"Patient"`, `"resourceType":"Patient","id":"`+id+`"`, 1)
+	updated = strings.Replace(updated, "Liddell", "Hargreaves", 1)
+	r = c.do("PUT", "/Patient/"+id, updated)
+	if r.status != 200 || r.header.Get("ETag") != `W/"2"` {
+		t.Fatalf("update = %d %s", r.status, r.body)
+	}
+	wantOutcome(t, c.do("PUT", "/Patient/"+id, updated, "If-Match", `W/"1"`), http.StatusPreconditionFailed, "")
+	if r := c.do("PUT", "/Patient/"+id, updated, "If-Match", `W/"2"`); r.status != 200 {
+		t.Errorf("update with current If-Match = %d %s", r.status, r.body)
+	}
+	if r := c.do("GET", "/Patient/"+id+"/_history/1", ""); r.status != 200 || !strings.Contains(string(r.body), "Liddell") {
+		t.Errorf("vread v1 = %d %s", r.status, r.body)
+	}
+
+	if r := c.do("DELETE", "/Patient/"+id, ""); r.status != http.StatusNoContent {
+		t.Fatalf("delete = %d %s", r.status, r.body)
+	}
+	wantOutcome(t, c.do("GET", "/Patient/"+id, ""), http.StatusGone, "")
+	if r := c.do("DELETE", "/Patient/"+id, ""); r.status != http.StatusNoContent {
+		t.Errorf("second delete = %d, want 204 (idempotent)", r.status)
+	}
+	h := c.do("GET", "/Patient/"+id+"/_history", "").json(t)
+	if h["type"] != "history" || int(h["total"].(float64)) != 4 {
+		t.Errorf("history = %v", h)
+	}
+}
+
+func TestUpdateCreatesWithClientID(t *testing.T) {
+	c := newServer(t)
+	body := strings.Replace(alice, `"resourceType":"Patient"`, `"resourceType":"Patient","id":"chosen"`, 1)
+	r := c.do("PUT", "/Patient/chosen", body)
+	if r.status != http.StatusCreated || r.header.Get("Location") != c.base+"/Patient/chosen/_history/1" {
+		t.Fatalf("PUT to an unused id = %d Location %q", r.status, r.header.Get("Location"))
+	}
+}
+
+func TestBadRequests(t *testing.T) {
+	c := newServer(t)
+	id, _ := c.create("Patient", alice)
+	tests := []struct {
+		name, method, path, body string
+		headers                  []string
+		status                   int
+		contains                 string
+	}{
+		{"bad JSON", "POST", "/Patient", `{"resourceType":`, nil, 400, "JSON"},
+		{"not an object", "POST", "/Patient", `[1,2]`, nil, 400, ""},
+		{"wrong type", "POST", "/Patient", `{"resourceType":"Observation","status":"final","code":{"text":"x"}}`, nil, 400, "Observation"},
+		{"unknown type in body", "POST", "/Patient", `{"resourceType":"Nonsense"}`, nil, 400, "Nonsense"},
+		{"invalid element", "POST", "/Patient", `{"resourceType":"Patient","gender":"blue"}`, nil, 422, "Patient.gender"},
+		{"unknown element", "POST", "/Patient", `{"resourceType":"Patient","colour":"red"}`, nil, 422, ""},
+		{"update without id", "PUT", "/Patient/" + id, alice, nil, 400, "id"},
+		{"update id mismatch", "PUT", "/Patient/" + id, strings.Replace(alice, `"resourceType":"Patient"`, `"resourceType":"Patient","id":"other"`, 1), nil, 400, "other"},
+		{"unknown resource type", "GET", "/Nonsense/1", "", nil, 404, "Nonsense"},
+		{"invalid id", "GET", "/Patient/bad_id!", "", nil, 400, ""},
+		{"missing", "GET", "/Patient/missing", "", nil, 404, ""},
+		{"vread missing version", "GET", "/Patient/" + id + "/_history/9", "", nil, 404, ""},
+		{"vread bad version", "GET", "/Patient/" + id + "/_history/x", "", nil, 400, ""},
+		{"XML body", "POST", "/Patient", "<Patient/>", []string{"Content-Type", "application/fhir+xml"}, 415, "XML"},
+		{"XML accept", "GET", "/Patient/" + id, "", []string{"Accept", "application/fhir+xml"}, 415, ""},
+		{"_format xml", "GET", "/Patient/" + id + "?_format=xml", "", nil, 415, "XML"},
+		{"bad If-Match", "PUT", "/Patient/" + id, strings.Replace(alice, `"resourceType":"Patient"`, `"resourceType":"Patient","id":"`+id+`"`, 1), []string{"If-Match", "banana"}, 400, "If-Match"},
+		{"bad _count", "GET", "/Patient?_count=-1", "", nil, 400, "_count"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var r response
+			if tt.body != "" && len(tt.headers) > 0 && tt.headers[0] == "Content-Type" {
+				req, _ := http.NewRequest(tt.method, c.base+tt.path, strings.NewReader(tt.body))
+				req.Header.Set(tt.headers[0], tt.headers[1])
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				r = response{status: resp.StatusCode, header: resp.Header, body: b}
+			} else {
+				r = c.do(tt.method, tt.path, tt.body, tt.headers...)
+			}
+			wantOutcome(t, r, tt.status, tt.contains)
+		})
+	}
+	// Nothing that was rejected was stored.
+	h := c.do("GET", "/_history", "").json(t)
+	if n := len(h["entry"].([]any)); n != 1 {
+		t.Errorf("system history has %d entries after rejected writes, want 1", n)
+	}
+}
+
+func TestSearchPaging(t *testing.T) {
+	c := newServer(t)
+	want := map[string]bool{}
+	for i := range 25 {
+		id, _ := c.create("Patient", strings.Replace(alice, "Liddell", fmt.Sprintf("Family%02d", i), 1))
+		want[id] = true
+	}
+	seen := map[string]bool{}
+	next := "/Patient?_count=10&gender=female"
+	pages := 0
+	for next != "" {
+		pages++
+		if pages > 10 {
+			t.Fatal("paging does not end")
+		}
+		b := c.do("GET", next, "").json(t)
+		if b["type"] != "searchset" {
+			t.Fatalf("not a searchset: %v", b)
+		}
+		next = ""
+		for _, l := range b["link"].([]any) {
+			if l.(map[string]any)["relation"] == "next" {
+				next = l.(map[string]any)["url"].(string)
+			}
+		}
+		entries, _ := b["entry"].([]any)
+		for _, e := range entries {
+			id := e.(map[string]any)["resource"].(map[string]any)["id"].(string)
+			if seen[id] {
+				t.Errorf("%s returned twice", id)
+			}
+			seen[id] = true
+		}
+	}
+	if pages != 3 || len(seen) != 25 {
+		t.Errorf("walked %d pages with %d patients, want 3 pages with 25", pages, len(seen))
+	}
+	for id := range want {
+		if !seen[id] {
+			t.Errorf("%s never returned", id)
+		}
+	}
+
+	// A page link whose query was edited is refused.
+	first := c.do("GET", "/Patient?_count=10&gender=female", "").json(t)
+	var nextURL string
+	for _, l := range first["link"].([]any) {
+		if l.(map[string]any)["relation"] == "next" {
+			nextURL = l.(map[string]any)["url"].(string)
+		}
+	}
+	u, _ := url.Parse(nextURL)
+	q := u.Query()
+	q.Set("gender", "male")
+	u.RawQuery = q.Encode()
+	wantOutcome(t, c.do("GET", u.String(), ""), 400, "_page")
+}
+
+func TestSearchForms(t *testing.T) {
+	c := newServer(t)
+	c.create("Patient", alice)
+	c.create("Patient", strings.Replace(alice, "Liddell", "Other", 1))
+	get := c.do("GET", "/Patient?family=liddell", "").json(t)
+	if n := len(get["entry"].([]any)); n != 1 {
+		t.Fatalf("GET search found %d, want 1", n)
+	}
+	req, _ := http.NewRequest("POST", c.base+"/Patient/_search", strings.NewReader("family=liddell"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var post map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&post)
+	if n := len(post["entry"].([]any)); n != 1 {
+		t.Errorf("POST _search found %d, want 1 as GET", n)
+	}
+	// Unknown parameters: ignored with a warning, or 400 under strict handling.
+	lenient := c.do("GET", "/Patient?nonsense=1", "")
+	if lenient.status != 200 || !strings.Contains(string(lenient.body), "nonsense") {
+		t.Errorf("lenient unknown parameter = %d %s", lenient.status, lenient.body)
+	}
+	wantOutcome(t, c.do("GET", "/Patient?nonsense=1", "", "Prefer", "handling=strict"), 400, "nonsense")
+}
+
+func TestConditionalCreate(t *testing.T) {
+	c := newServer(t)
+	first := c.do("POST", "/Patient", alice, "If-None-Exist", "identifier=urn:mrn|A1")
+	if first.status != 201 {
+		t.Fatalf("first conditional create = %d %s", first.status, first.body)
+	}
+	second := c.do("POST", "/Patient", alice, "If-None-Exist", "identifier=urn:mrn|A1")
+	if second.status != 200 || second.json(t)["id"] != first.json(t)["id"] {
+		t.Errorf("second conditional create = %d %s, want 200 with the existing resource", second.status, second.body)
+	}
+}
+
+func TestCompartmentSearch(t *testing.T) {
+	c := newServer(t)
+	pid, _ := c.create("Patient", alice)
+	other, _ := c.create("Patient", alice)
+	obs := `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/%s"}}`
+	c.create("Observation", fmt.Sprintf(obs, pid))
+	c.create("Observation", fmt.Sprintf(obs, other))
+	b := c.do("GET", "/Patient/"+pid+"/Observation", "").json(t)
+	entries, _ := b["entry"].([]any)
+	if len(entries) != 1 {
+		t.Fatalf("compartment search found %d, want 1: %v", len(entries), b)
+	}
+	ref := entries[0].(map[string]any)["resource"].(map[string]any)["subject"].(map[string]any)["reference"]
+	if ref != "Patient/"+pid {
+		t.Errorf("compartment search returned an Observation of %v", ref)
+	}
+}
+
+func TestMetadata(t *testing.T) {
+	c := newServer(t)
+	r := c.do("GET", "/metadata", "")
+	m := r.json(t)
+	if m["resourceType"] != "CapabilityStatement" || m["fhirVersion"] != "4.0.1" {
+		t.Fatalf("metadata = %s", r.body)
+	}
+	rest := m["rest"].([]any)[0].(map[string]any)
+	var patient map[string]any
+	for _, res := range rest["resource"].([]any) {
+		if res.(map[string]any)["type"] == "Patient" {
+			patient = res.(map[string]any)
+		}
+	}
+	if patient == nil || len(patient["searchParam"].([]any)) < 10 {
+		t.Errorf("Patient capability = %v", patient)
+	}
+}
