@@ -181,6 +181,8 @@ func negotiate(r *http.Request) error {
 		}
 		switch mt {
 		case fhirJSON, "application/json", "application/json+fhir", "":
+		case "application/fhir+xml", "application/xml", "text/xml", "application/xml+fhir":
+			return fhir.Errorf(http.StatusUnsupportedMediaType, "not-supported", "XML is not supported: send application/fhir+json")
 		default:
 			return fhir.Errorf(http.StatusUnsupportedMediaType, "not-supported", "Content-Type %q is not supported: send application/fhir+json", mt)
 		}

@@ -33,7 +33,7 @@ type Options struct {
 	Registry *search.Registry
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
-	// Logger receives migration and slow-query logs; slog.Default when nil.
+	// Logger receives migration logs; nothing is logged when nil.
 	Logger *slog.Logger
 	// MaxOpenConns, MaxIdleConns and ConnMaxLifetime tune the PostgreSQL pool and the SQLite
 	// reader pool.
@@ -62,7 +62,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.now = time.Now
 	}
 	if s.log == nil {
-		s.log = slog.Default()
+		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.registry == nil {
 		reg, err := search.DefaultRegistry()

@@ -1,0 +1,684 @@
+package policy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/fhirgate/fhirgate/internal/authn"
+	"github.com/fhirgate/fhirgate/internal/fhir/definitions"
+	"github.com/fhirgate/fhirgate/internal/fhir/search"
+	"github.com/fhirgate/fhirgate/internal/smart"
+)
+
+// Matcher decides whether a resource body satisfies every clause (the clauses are ANDed, the
+// values of a clause ORed), with the same semantics a backend gives the clauses in a search.
+// The search package's index extraction implements it.
+type Matcher interface {
+	Matches(resourceType string, body []byte, clauses []search.Clause) (bool, error)
+}
+
+// Membership decides whether a resource body is in a compartment (Patient/123), with the same
+// semantics a backend gives search.Query.Compartment. The compartment package implements it.
+type Membership interface {
+	InCompartment(comp search.CompartmentRef, resourceType string, body []byte) (bool, error)
+}
+
+// Config builds an Engine. Registry, Matcher and Membership are required.
+type Config struct {
+	// Registry resolves the parameters of granular scope constraints.
+	Registry *search.Registry
+	// Matcher checks bodies against granular scope constraints.
+	Matcher Matcher
+	// Membership checks bodies against the patient compartment.
+	Membership Membership
+	// BaseURL is the FHIR base, so that constraint values that are absolute references to this
+	// server compile like relative ones.
+	BaseURL string
+	// SharedTypes are the types outside the Patient compartment that patient/ scopes may reach;
+	// nil means DefaultSharedTypes. They are also the only types user/ scopes reach in a token
+	// that mixes patient/ and user/ scopes.
+	SharedTypes []string
+	// ExtraCompartmentTypes are types that the R4 Patient CompartmentDefinition leaves out but
+	// that hold one patient's data and are bounded to the patient like compartment types; nil
+	// means DefaultExtraCompartmentTypes. The Membership implementation and the backends'
+	// compartment search must count them in the same way (Device through its patient element).
+	ExtraCompartmentTypes []string
+	// Now is the clock (date constraints with the ap prefix); nil means time.Now.
+	Now func() time.Time
+}
+
+// Engine evaluates access decisions. It is immutable and safe for concurrent use; to change the
+// configuration build a new Engine and swap it (atomic.Pointer).
+type Engine struct {
+	reg         *search.Registry
+	matcher     Matcher
+	membership  Membership
+	baseURL     string
+	now         func() time.Time
+	compartment map[string]bool // types in the Patient compartment
+	shared      map[string]bool
+}
+
+// New builds an Engine.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Registry == nil || cfg.Matcher == nil || cfg.Membership == nil {
+		return nil, errors.New("policy: Registry, Matcher and Membership are required")
+	}
+	comp, err := patientCompartmentTypes()
+	if err != nil {
+		return nil, err
+	}
+	shared := cfg.SharedTypes
+	if shared == nil {
+		shared = DefaultSharedTypes
+	}
+	extra := cfg.ExtraCompartmentTypes
+	if extra == nil {
+		extra = DefaultExtraCompartmentTypes
+	}
+	for _, t := range extra {
+		if !smart.IsResourceType(t) || comp[t] || slices.Contains(shared, t) {
+			return nil, fmt.Errorf("policy: extra compartment type %q is not a resource type outside the compartment and the shared types", t)
+		}
+		comp[t] = true
+	}
+	e := &Engine{
+		reg:         cfg.Registry,
+		matcher:     cfg.Matcher,
+		membership:  cfg.Membership,
+		baseURL:     cfg.BaseURL,
+		now:         cfg.Now,
+		compartment: comp,
+		shared:      map[string]bool{},
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	for _, t := range shared {
+		if !smart.IsResourceType(t) {
+			return nil, fmt.Errorf("policy: shared type %q is not an R4 resource type", t)
+		}
+		if comp[t] {
+			return nil, fmt.Errorf("policy: shared type %s is in the Patient compartment", t)
+		}
+		e.shared[t] = true
+	}
+	return e, nil
+}
+
+// InPatientCompartment reports whether typ is one of the Patient compartment's types.
+func (e *Engine) InPatientCompartment(typ string) bool { return e.compartment[typ] }
+
+// Decision is the answer to one Input.
+type Decision struct {
+	// Allow is true only when the request may proceed.
+	Allow bool
+	// Reasons explain the decision, most important first.
+	Reasons []Reason
+	// NotFound asks the FHIR API to answer a denial as 404 Not Found, not 403, so that the
+	// client cannot tell a resource it may not see from one that does not exist. The reason
+	// is still recorded in the audit log.
+	NotFound bool
+	// Detail is a human-readable explanation for the log (never shown to the client).
+	Detail string
+	// Narrowing constrains the search (or history, or $everything) that the request runs;
+	// nil when there is nothing to add. The FHIR API must apply it to every page.
+	Narrowing *Narrowing
+	// Filter checks every resource the request returns; set whenever Allow is true (nil only
+	// for the public CapabilityStatement).
+	Filter *ResponseFilter
+}
+
+// Status is the HTTP status a denial maps to (401 without a token, 404 when NotFound, 403
+// otherwise), or 200 when allowed.
+func (d Decision) Status() int {
+	switch {
+	case d.Allow:
+		return 200
+	case slices.Contains(d.Reasons, ReasonNoToken):
+		return 401
+	case d.NotFound:
+		return 404
+	}
+	return 403
+}
+
+func deny(r Reason, format string, args ...any) Decision {
+	return Decision{Reasons: []Reason{r}, Detail: fmt.Sprintf(format, args...)}
+}
+
+func hidden(r Reason, format string, args ...any) Decision {
+	d := deny(r, format, args...)
+	d.NotFound = true
+	return d
+}
+
+// Evaluate decides one request. It returns an error only when a body cannot be checked (the
+// Matcher or Membership failed); the decision is then a denial and the FHIR API answers 500
+// (fail closed).
+func (e *Engine) Evaluate(_ context.Context, in Input) (Decision, error) {
+	if in.Interaction == Capabilities {
+		// SMART-CONFORMANCE §7.1 A7: /metadata answers without a token.
+		return Decision{Allow: true, Reasons: []Reason{ReasonPublic}}, nil
+	}
+	if in.Principal == nil {
+		return deny(ReasonNoToken, "no access token"), nil
+	}
+	subj, r, detail := e.subjectOf(in.Principal)
+	if r != "" {
+		return deny(r, "%s", detail), nil
+	}
+	if in.Type != "" && !smart.IsResourceType(in.Type) {
+		return deny(ReasonInvalidInput, "%q is not a resource type", in.Type), nil
+	}
+	switch in.Interaction {
+	case Read, VRead, HistoryInstance:
+		return e.evaluateRead(subj, in)
+	case SearchType, SearchCompartment, SearchSystem:
+		return e.evaluateSearch(subj, in)
+	case HistoryType, HistorySystem:
+		return e.evaluateHistory(subj, in)
+	case Create, Update, Patch, Delete:
+		return e.evaluateWrite(subj, in)
+	case Operation:
+		return e.evaluateOperation(subj, in)
+	}
+	return deny(ReasonInteractionUnknown, "interaction %q is not modelled", in.Interaction), nil
+}
+
+// subject is a principal whose scopes passed the token-level checks.
+type subject struct {
+	p *authn.Principal
+	// patient is the patient every patient/ scope is bound to (set when the token has
+	// patient/ scopes).
+	patient string
+	// userPatient is the patient user/ scopes are bound to when the signed-in user is a
+	// Patient (fhirUser Patient/123): a patient user may see only their own record, whatever
+	// user/ scopes the authorization server granted.
+	userPatient string
+	// mixed is true when patient/ and user/ scopes share the token: user/ scopes then reach
+	// only the shared types.
+	mixed bool
+}
+
+// bound reports whether some scopes of the subject are bound to a patient.
+func (s *subject) bound() bool { return s.patient != "" || s.userPatient != "" }
+
+// subjectOf applies the token-level rules: patient/ scopes need a patient, user/ scopes need a
+// fhirUser, system/ scopes stand alone. Any violation refuses the whole token.
+func (e *Engine) subjectOf(p *authn.Principal) (*subject, Reason, string) {
+	hasPatient := p.Scopes.HasContext(smart.ContextPatient)
+	hasUser := p.Scopes.HasContext(smart.ContextUser)
+	hasSystem := p.Scopes.HasContext(smart.ContextSystem)
+	switch {
+	case hasSystem && (hasPatient || hasUser):
+		return nil, ReasonMixedContext, "system/ scopes cannot be combined with patient/ or user/ scopes"
+	case hasPatient && !smart.ValidID(p.Patient):
+		// SECURITY-LESSONS #1: a patient scope without a patient fails closed.
+		return nil, ReasonPatientContextMissing, "patient/ scopes without a patient in context"
+	}
+	s := &subject{p: p, mixed: hasPatient && hasUser}
+	if hasPatient {
+		s.patient = p.Patient
+	}
+	if hasUser {
+		typ, id, ok := smart.SplitReference(p.FHIRUser)
+		if !ok {
+			return nil, ReasonFHIRUserMissing, "user/ scopes without a fhirUser"
+		}
+		switch typ {
+		case "Practitioner", "PractitionerRole":
+		case "Patient":
+			s.userPatient = id
+		default:
+			// RelatedPerson and Person act for patients through links the engine does not
+			// model yet: refuse rather than grant compartment-free access.
+			return nil, ReasonFHIRUserUnsupported, fmt.Sprintf("user/ scopes for a %s user are not modelled", typ)
+		}
+	}
+	return s, "", ""
+}
+
+// access is what a subject may do with one resource type for some permissions.
+type access struct {
+	typ string
+	// compartment, when set, is the compartment every resource must be in.
+	compartment *search.CompartmentRef
+	// unconstrained is true when a scope without constraints permits the type; otherwise
+	// alternatives hold, per granular scope, the clauses a resource must all match (any one
+	// alternative suffices).
+	unconstrained bool
+	alternatives  [][]search.Clause
+}
+
+// constrained reports whether a resource must be checked beyond its type.
+func (a *access) constrained() bool { return a.compartment != nil || !a.unconstrained }
+
+// accessFor finds the scopes of subj that permit any of perms on typ, and what they require of
+// a resource. The reason is set (and access unusable) when no scope permits it.
+func (e *Engine) accessFor(subj *subject, typ string, perms smart.Perms) (access, Reason, string) {
+	a := access{typ: typ}
+	typeNamed := false
+	var why Reason
+	var whyDetail string
+	usable := 0
+	for _, sc := range subj.p.Scopes {
+		if !sc.AppliesTo(typ) {
+			continue
+		}
+		typeNamed = true
+		if sc.Perms&perms == 0 {
+			continue
+		}
+		switch sc.Context {
+		case smart.ContextPatient:
+			if !e.compartment[typ] && !e.shared[typ] {
+				why, whyDetail = ReasonTypeOutsidePatientContext, fmt.Sprintf("%s is neither in the Patient compartment nor a shared type", typ)
+				continue
+			}
+		case smart.ContextUser:
+			if subj.mixed && !e.shared[typ] {
+				why, whyDetail = ReasonMixedContext, fmt.Sprintf("user/ scopes next to patient/ scopes do not reach %s", typ)
+				continue
+			}
+			if subj.userPatient != "" && !e.compartment[typ] && !e.shared[typ] {
+				why, whyDetail = ReasonTypeOutsidePatientContext, fmt.Sprintf("a patient user's user/ scopes do not reach %s", typ)
+				continue
+			}
+		case smart.ContextSystem:
+		default:
+			continue
+		}
+		if sc.Granular() {
+			clauses, err := e.compile(typ, sc.Constraints)
+			if err != nil {
+				why, whyDetail = ReasonGranularUnsupported, fmt.Sprintf("scope %s: %v", sc, err)
+				continue
+			}
+			a.alternatives = append(a.alternatives, clauses)
+		} else {
+			a.unconstrained = true
+		}
+		if e.compartment[typ] {
+			switch {
+			case sc.Context == smart.ContextPatient:
+				a.compartment = &search.CompartmentRef{Type: "Patient", ID: subj.patient}
+			case sc.Context == smart.ContextUser && subj.userPatient != "":
+				a.compartment = &search.CompartmentRef{Type: "Patient", ID: subj.userPatient}
+			}
+		}
+		usable++
+	}
+	if usable == 0 {
+		switch {
+		case why != "":
+			return a, why, whyDetail
+		case typeNamed:
+			return a, ReasonScopeMissingInteraction, fmt.Sprintf("no scope grants %s on %s", perms, typ)
+		default:
+			return a, ReasonScopeMissingType, fmt.Sprintf("no scope names %s", typ)
+		}
+	}
+	if a.unconstrained {
+		a.alternatives = nil
+	}
+	return a, "", ""
+}
+
+// compile turns the constraints of one granular scope into search clauses for typ. Only plain
+// clauses are accepted: the scope grammar already refuses modifiers and chains, and the check
+// here keeps that true whatever the parser does.
+func (e *Engine) compile(typ string, cs []smart.Constraint) ([]search.Clause, error) {
+	out := make([]search.Clause, 0, len(cs))
+	for _, c := range cs {
+		cl, err := search.ParseClause(e.reg, []string{typ}, c.Param, c.Value, search.ParseOptions{BaseURL: e.baseURL, Now: e.now})
+		if err != nil {
+			return nil, err
+		}
+		if cl.Param == nil || cl.Chain != nil || cl.Reverse != nil || cl.Modifier != "" || len(cl.Values) == 0 {
+			return nil, fmt.Errorf("constraint %s=%s is not a plain search clause", c.Param, c.Value)
+		}
+		out = append(out, cl)
+	}
+	return out, nil
+}
+
+// permits checks one body against an access: its type, the compartment and the granular
+// alternatives. The reason says why not.
+func (e *Engine) permits(a *access, typ string, body []byte) (bool, Reason, error) {
+	if len(body) == 0 {
+		if a.constrained() {
+			return false, ReasonInvalidInput, nil
+		}
+		return true, "", nil
+	}
+	var h struct {
+		ResourceType string `json:"resourceType"`
+	}
+	if err := json.Unmarshal(body, &h); err != nil || h.ResourceType != typ {
+		return false, ReasonInvalidInput, nil
+	}
+	if a.compartment != nil {
+		in, err := e.membership.InCompartment(*a.compartment, typ, body)
+		if err != nil {
+			return false, ReasonEvaluationError, fmt.Errorf("policy: compartment membership of %s: %w", typ, err)
+		}
+		if !in {
+			return false, ReasonOutsideCompartment, nil
+		}
+	}
+	if a.unconstrained {
+		return true, "", nil
+	}
+	for _, alt := range a.alternatives {
+		ok, err := e.matcher.Matches(typ, body, alt)
+		if err != nil {
+			return false, ReasonEvaluationError, fmt.Errorf("policy: granular constraints on %s: %w", typ, err)
+		}
+		if ok {
+			return true, "", nil
+		}
+	}
+	return false, ReasonGranularMismatch, nil
+}
+
+func allowReasons(a *access) []Reason {
+	rs := []Reason{ReasonScopeGranted}
+	if a.compartment != nil {
+		rs = append(rs, ReasonCompartmentNarrowed)
+	}
+	if !a.unconstrained {
+		rs = append(rs, ReasonGranularNarrowed)
+	}
+	return rs
+}
+
+func (e *Engine) evaluateRead(subj *subject, in Input) (Decision, error) {
+	if in.Type == "" || !smart.ValidID(in.ID) {
+		return deny(ReasonInvalidInput, "%s needs a resource type and id", in.Interaction), nil
+	}
+	a, r, detail := e.accessFor(subj, in.Type, interactionPerms[in.Interaction])
+	if r != "" {
+		return deny(r, "%s", detail), nil
+	}
+	f := e.newFilter(subj, interactionPerms[in.Interaction])
+	f.only = in.Type // a read returns exactly one resource of the type read
+	d := Decision{Allow: true, Reasons: allowReasons(&a), Filter: f}
+	if in.Resource != nil {
+		ok, why, err := e.permits(&a, in.Type, in.Resource)
+		if err != nil {
+			return hidden(why, "%v", err), err
+		}
+		if !ok {
+			return hidden(why, "%s/%s is not within the token's access", in.Type, in.ID), nil
+		}
+	}
+	return d, nil
+}
+
+func (e *Engine) evaluateWrite(subj *subject, in Input) (Decision, error) {
+	perm := interactionPerms[in.Interaction]
+	if in.Type == "" || (in.Interaction != Create && !smart.ValidID(in.ID)) {
+		return deny(ReasonInvalidInput, "%s needs a resource type and id", in.Interaction), nil
+	}
+	a, r, detail := e.accessFor(subj, in.Type, perm)
+	if r != "" {
+		return deny(r, "%s", detail), nil
+	}
+	// The stored resource must be one the token may act on; otherwise answer as if it did not
+	// exist (a patient token must not learn that another patient's resource exists).
+	if in.Interaction != Create && in.Current != nil {
+		ok, why, err := e.permits(&a, in.Type, in.Current)
+		if err != nil {
+			return hidden(why, "%v", err), err
+		}
+		if !ok {
+			return hidden(why, "the stored %s/%s is not within the token's access", in.Type, in.ID), nil
+		}
+	}
+	if in.Interaction == Delete {
+		if in.Current == nil && a.constrained() {
+			// Without the stored body nothing proves the resource is the patient's (or
+			// matches the granular scope): refuse, as not found.
+			return hidden(ReasonInvalidInput, "delete of %s/%s under a constrained scope without the stored resource", in.Type, in.ID), nil
+		}
+	} else {
+		// The new body must stay (or land) within the token's access: a patient token cannot
+		// create or move a resource into another patient's compartment, nor out of the
+		// granted categories.
+		if len(in.Resource) == 0 {
+			return deny(ReasonInvalidInput, "%s without a body", in.Interaction), nil
+		}
+		ok, why, err := e.permits(&a, in.Type, in.Resource)
+		if err != nil {
+			return deny(why, "%v", err), err
+		}
+		if !ok {
+			return deny(why, "the new %s is not within the token's access", in.Type), nil
+		}
+	}
+	return Decision{Allow: true, Reasons: allowReasons(&a), Filter: e.newFilter(subj, perm|smart.PermRead)}, nil
+}
+
+// searchPerms are what a resource in a search result needs: s for the matches (checked at
+// Evaluate for the searched types) and r or s for everything else (_include, _revinclude).
+const searchPerms = smart.PermSearch | smart.PermRead
+
+func (e *Engine) evaluateSearch(subj *subject, in Input) (Decision, error) {
+	q := in.Query
+	if q == nil {
+		return deny(ReasonInvalidInput, "a search without a query"), nil
+	}
+	types := q.Types
+	switch in.Interaction {
+	case SearchType:
+		if in.Type == "" || len(types) != 1 || types[0] != in.Type {
+			return deny(ReasonInvalidInput, "type search of %q with query types %v", in.Type, types), nil
+		}
+	case SearchCompartment:
+		if q.Compartment == nil || len(types) == 0 {
+			return deny(ReasonInvalidInput, "compartment search without a compartment or types"), nil
+		}
+	case SearchSystem:
+		if in.Type != "" {
+			return deny(ReasonInvalidInput, "system search with a type"), nil
+		}
+	}
+	for _, t := range types {
+		if !smart.IsResourceType(t) {
+			return deny(ReasonInvalidInput, "%q is not a resource type", t), nil
+		}
+	}
+	n, d := e.narrowing(subj, types, smart.PermSearch)
+	if !d.Allow {
+		return d, nil
+	}
+	// A compartment the client names must be the token's own (Patient/other/Observation).
+	if n.Compartment != nil && q.Compartment != nil && *q.Compartment != *n.Compartment {
+		return deny(ReasonOutsideCompartment, "compartment %s/%s is not the token's patient", q.Compartment.Type, q.Compartment.ID), nil
+	}
+	for _, c := range q.Clauses {
+		if r, detail := e.checkChain(subj, c, 0); r != "" {
+			return deny(r, "%s", detail), nil
+		}
+	}
+	d.Narrowing = n.orNil()
+	d.Filter = e.newFilter(subj, searchPerms)
+	return d, nil
+}
+
+func (e *Engine) evaluateHistory(subj *subject, in Input) (Decision, error) {
+	var types []string
+	if in.Interaction == HistoryType {
+		if in.Type == "" {
+			return deny(ReasonInvalidInput, "type history without a type"), nil
+		}
+		types = []string{in.Type}
+	} else if in.Type != "" {
+		return deny(ReasonInvalidInput, "system history with a type"), nil
+	}
+	n, d := e.narrowing(subj, types, smart.PermSearch)
+	if !d.Allow {
+		return d, nil
+	}
+	d.Narrowing = n.orNil()
+	d.Filter = e.newFilter(subj, searchPerms)
+	return d, nil
+}
+
+// narrowing computes how a search (or history) over types (empty: every type) must be bounded,
+// or a denial.
+func (e *Engine) narrowing(subj *subject, types []string, perm smart.Perms) (*Narrowing, Decision) {
+	n := newNarrowing(e, subj, perm)
+	allow := Decision{Allow: true, Reasons: []Reason{ReasonScopeGranted}}
+	everyType := len(types) == 0
+	if everyType {
+		// Every type the token may search; with a patient in context, only the compartment's
+		// types, so that one compartment bound covers them all.
+		for _, t := range definitions.ResourceTypes {
+			a, r, _ := e.accessFor(subj, t, perm)
+			if r != "" {
+				continue
+			}
+			if subj.bound() && a.compartment == nil {
+				continue
+			}
+			n.Types = append(n.Types, t)
+		}
+		if len(n.Types) == 0 {
+			return nil, deny(ReasonScopeMissingType, "no scope grants a system-wide search")
+		}
+		if len(n.Types) == len(definitions.ResourceTypes) {
+			n.Types = nil // nothing to narrow
+		}
+		types = n.Types
+		if types == nil {
+			types = definitions.ResourceTypes
+		}
+	}
+	var withComp, withoutComp int
+	for _, t := range types {
+		a, r, detail := e.accessFor(subj, t, perm)
+		if r != "" {
+			return nil, deny(r, "%s", detail)
+		}
+		if a.compartment != nil {
+			withComp++
+			n.Compartment = a.compartment
+		} else {
+			withoutComp++
+		}
+		if a.unconstrained {
+			continue
+		}
+		cl, ok := mergeAlternatives(a.alternatives)
+		if !ok {
+			return nil, deny(ReasonGranularUnsupported, "the granular scopes on %s cannot be expressed as one search", t)
+		}
+		n.Clauses[t] = cl
+	}
+	if withComp > 0 && withoutComp > 0 {
+		return nil, deny(ReasonQueryUnsupported, "the search mixes types inside and outside the patient compartment")
+	}
+	if len(n.Clauses) > 0 && len(types) > 1 {
+		return nil, deny(ReasonGranularUnsupported, "granular scopes cannot bound a search over several types")
+	}
+	if n.Compartment != nil {
+		allow.Reasons = append(allow.Reasons, ReasonCompartmentNarrowed)
+	}
+	if len(n.Clauses) > 0 {
+		allow.Reasons = append(allow.Reasons, ReasonGranularNarrowed)
+	}
+	return n, allow
+}
+
+// mergeAlternatives expresses "any one of these clause sets" as clauses to AND into a search:
+// one set as is, or several sets of one clause each on the same parameter as one clause whose
+// values are ORed. Anything else cannot be expressed by the query model.
+func mergeAlternatives(alts [][]search.Clause) ([]search.Clause, bool) {
+	switch len(alts) {
+	case 0:
+		return nil, false
+	case 1:
+		return slices.Clone(alts[0]), true
+	}
+	first := alts[0]
+	if len(first) != 1 {
+		return nil, false
+	}
+	merged := search.Clause{Param: first[0].Param, Modifier: first[0].Modifier}
+	for _, alt := range alts {
+		if len(alt) != 1 || alt[0].Param != merged.Param || alt[0].Modifier != merged.Modifier {
+			return nil, false
+		}
+		merged.Values = append(merged.Values, alt[0].Values...)
+	}
+	return []search.Clause{merged}, true
+}
+
+// checkChain refuses chains and _has that probe resources the token may not search without
+// bounds: every type a chain reaches must be searchable (or readable) by an unconstrained
+// scope with no compartment bound. With a patient in context this refuses chains into the
+// compartment's types, whose resources no query bound keeps to the patient.
+func (e *Engine) checkChain(subj *subject, c search.Clause, depth int) (Reason, string) {
+	if depth > search.MaxChainDepth {
+		return ReasonQueryUnsupported, "chain too deep"
+	}
+	var next *search.Clause
+	var targets []string
+	switch {
+	case c.Chain != nil:
+		next = &c.Chain.Clause
+		if c.Chain.Type != "" {
+			targets = []string{c.Chain.Type}
+		} else if c.Param != nil {
+			targets = c.Param.Targets
+		}
+		if len(targets) == 0 {
+			return ReasonChainNotPermitted, "a chain whose target type is unknown"
+		}
+	case c.Reverse != nil:
+		next = &c.Reverse.Clause
+		targets = []string{c.Reverse.Type}
+	default:
+		return "", ""
+	}
+	for _, t := range targets {
+		a, r, _ := e.accessFor(subj, t, searchPerms)
+		if r != "" || a.constrained() {
+			return ReasonChainNotPermitted, fmt.Sprintf("the chain reaches %s, which the token cannot search without bounds", t)
+		}
+	}
+	return e.checkChain(subj, *next, depth+1)
+}
+
+// evaluateOperation allows only the operations modelled here: Patient/[id]/$everything. Every
+// other operation ($export, $lastn, $validate, GraphQL, ...) is refused (SECURITY-LESSONS #9).
+func (e *Engine) evaluateOperation(subj *subject, in Input) (Decision, error) {
+	if in.Operation != "$everything" || in.Type != "Patient" || in.ID == "" {
+		return deny(ReasonOperationNotAllowed, "operation %s on %q is not allowed", in.Operation, in.Type), nil
+	}
+	if !smart.ValidID(in.ID) {
+		return deny(ReasonInvalidInput, "bad patient id"), nil
+	}
+	a, r, detail := e.accessFor(subj, "Patient", smart.PermRead)
+	if r != "" {
+		return deny(r, "%s", detail), nil
+	}
+	if a.compartment != nil && in.ID != a.compartment.ID {
+		return hidden(ReasonOutsideCompartment, "$everything of Patient/%s is not the token's patient", in.ID), nil
+	}
+	comp := &search.CompartmentRef{Type: "Patient", ID: in.ID}
+	n := newNarrowing(e, subj, searchPerms)
+	n.Compartment = comp
+	return Decision{
+		Allow:     true,
+		Reasons:   []Reason{ReasonScopeGranted, ReasonCompartmentNarrowed},
+		Narrowing: n,
+		Filter:    e.newFilter(subj, searchPerms),
+	}, nil
+}

@@ -1,0 +1,71 @@
+package policy
+
+import (
+	"sync"
+
+	"github.com/fhirgate/fhirgate/internal/smart"
+)
+
+// ResponseFilter checks each resource a request is about to return: read results, search
+// matches, _include and _revinclude entries, history entries and operation outputs. It is the
+// defence in depth behind the narrowing: a resource that the narrowed query should never have
+// produced is still held back here. It is safe for concurrent use.
+type ResponseFilter struct {
+	e     *Engine
+	subj  *subject
+	perms smart.Perms // any one of them suffices
+	only  string      // when set, the only type the response may hold
+
+	mu    sync.Mutex
+	rules map[string]*filterRule
+}
+
+type filterRule struct {
+	a      access
+	reason Reason
+}
+
+func (e *Engine) newFilter(subj *subject, perms smart.Perms) *ResponseFilter {
+	return &ResponseFilter{e: e, subj: subj, perms: perms, rules: map[string]*filterRule{}}
+}
+
+func (f *ResponseFilter) rule(typ string) *filterRule {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if r, ok := f.rules[typ]; ok {
+		return r
+	}
+	a, why, _ := f.e.accessFor(f.subj, typ, f.perms)
+	r := &filterRule{a: a, reason: why}
+	f.rules[typ] = r
+	return r
+}
+
+// Permits reports whether any resource of typ could pass (the token reaches the type at all).
+// $everything uses it to skip types; it never replaces Check.
+func (f *ResponseFilter) Permits(typ string) bool {
+	if f == nil || !smart.IsResourceType(typ) || (f.only != "" && typ != f.only) {
+		return false
+	}
+	return f.rule(typ).reason == ""
+}
+
+// Check reports whether the resource of type resourceType with JSON body may be returned, and
+// why not. The body's own resourceType must be resourceType. A body-less entry (a deleted
+// version in a history) passes only when nothing about the type depends on the body. Errors of
+// the Matcher or Membership refuse the resource (ReasonEvaluationError). A nil filter refuses
+// everything.
+func (f *ResponseFilter) Check(resourceType string, body []byte) (bool, Reason) {
+	if f == nil || !smart.IsResourceType(resourceType) || (f.only != "" && resourceType != f.only) {
+		return false, ReasonInvalidInput
+	}
+	r := f.rule(resourceType)
+	if r.reason != "" {
+		return false, r.reason
+	}
+	ok, why, err := f.e.permits(&r.a, resourceType, body)
+	if err != nil {
+		return false, ReasonEvaluationError
+	}
+	return ok, why
+}
