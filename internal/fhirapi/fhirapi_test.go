@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fhirgate/fhirgate/internal/bundle"
 	"github.com/fhirgate/fhirgate/internal/fhir"
 	"github.com/fhirgate/fhirgate/internal/fhir/search"
 	"github.com/fhirgate/fhirgate/internal/fhir/validate"
@@ -22,6 +23,9 @@ import (
 type client struct {
 	t    *testing.T
 	base string
+	// token is sent as the bearer token of every request; newServer sets a system/*.cruds one.
+	token string
+	mint  *minter
 }
 
 type response struct {
@@ -56,14 +60,19 @@ func newServer(t *testing.T) *client {
 	}
 	srv := httptest.NewUnstartedServer(nil)
 	base := "http://" + srv.Listener.Addr().String() + "/fhir"
-	api, err := fhirapi.New(fhirapi.Options{Backend: store, Registry: reg, Validator: v, BaseURL: base, DefaultCount: 10, MaxCount: 100})
+	m := newMinter(t, base)
+	api, err := fhirapi.New(fhirapi.Options{
+		Backend: store, Registry: reg, Validator: v, BaseURL: base, DefaultCount: 10, MaxCount: 100,
+		Authenticator: m.verifier(t), Policy: newPolicy(t, reg, base),
+		Bundles: &bundle.Processor{Backend: store, Validator: v, BaseURL: base, Parse: bundle.SearchParser(reg, base, 100)},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv.Config.Handler = api
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return &client{t: t, base: base}
+	return &client{t: t, base: base, mint: m, token: m.token(t, claims{scope: "system/*.cruds"})}
 }
 
 func (c *client) do(method, path string, body string, headers ...string) response {
@@ -78,6 +87,9 @@ func (c *client) do(method, path string, body string, headers ...string) respons
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/fhir+json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
@@ -214,6 +226,7 @@ func TestBadRequests(t *testing.T) {
 			if tt.body != "" && len(tt.headers) > 0 && tt.headers[0] == "Content-Type" {
 				req, _ := http.NewRequest(tt.method, c.base+tt.path, strings.NewReader(tt.body))
 				req.Header.Set(tt.headers[0], tt.headers[1])
+				req.Header.Set("Authorization", "Bearer "+c.token)
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
 					t.Fatal(err)
@@ -302,6 +315,7 @@ func TestSearchForms(t *testing.T) {
 	}
 	req, _ := http.NewRequest("POST", c.base+"/Patient/_search", strings.NewReader("family=liddell"))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "Bearer "+c.token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

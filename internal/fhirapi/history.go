@@ -12,10 +12,11 @@ import (
 
 	"github.com/fhirgate/fhirgate/internal/backend"
 	"github.com/fhirgate/fhirgate/internal/fhir"
+	"github.com/fhirgate/fhirgate/internal/policy"
 )
 
 func (a *API) historySystem(w http.ResponseWriter, r *http.Request) error {
-	return a.runHistory(w, r, backend.HistoryQuery{})
+	return a.runHistory(w, r, policy.HistorySystem, backend.HistoryQuery{})
 }
 
 func (a *API) historyType(w http.ResponseWriter, r *http.Request) error {
@@ -23,7 +24,7 @@ func (a *API) historyType(w http.ResponseWriter, r *http.Request) error {
 	if err := checkType(typ); err != nil {
 		return err
 	}
-	return a.runHistory(w, r, backend.HistoryQuery{Type: typ})
+	return a.runHistory(w, r, policy.HistoryType, backend.HistoryQuery{Type: typ})
 }
 
 func (a *API) historyInstance(w http.ResponseWriter, r *http.Request) error {
@@ -34,11 +35,11 @@ func (a *API) historyInstance(w http.ResponseWriter, r *http.Request) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
-	return a.runHistory(w, r, backend.HistoryQuery{Type: typ, ID: id})
+	return a.runHistory(w, r, policy.HistoryInstance, backend.HistoryQuery{Type: typ, ID: id})
 }
 
 // runHistory answers a history interaction as a history Bundle, newest first, paged.
-func (a *API) runHistory(w http.ResponseWriter, r *http.Request, hq backend.HistoryQuery) error {
+func (a *API) runHistory(w http.ResponseWriter, r *http.Request, interaction policy.Interaction, hq backend.HistoryQuery) error {
 	params := r.URL.Query()
 	for k := range params {
 		switch k {
@@ -68,9 +69,29 @@ func (a *API) runHistory(w http.ResponseWriter, r *http.Request, hq backend.Hist
 		}
 		hq.Cursor = cursor
 	}
+	d, err := a.authorize(r, policy.Input{Interaction: interaction, Type: hq.Type, ID: hq.ID})
+	if err != nil {
+		return err
+	}
+	if hq.ID == "" && d.Narrowing != nil {
+		// The store's history cannot be bounded to a compartment or granular scope, and
+		// filtering whole pages after the fact would page through other patients' records.
+		return fhir.Errorf(http.StatusForbidden, "forbidden", "type and system history are not available to a token bounded to a patient or to granular scopes; use search")
+	}
 	if hq.ID != "" {
-		// The history of a resource that never existed is a 404, not an empty Bundle.
-		if _, err := a.opts.Backend.Read(r.Context(), hq.Type, hq.ID); err != nil && !isGone(err) {
+		// The history of a resource that never existed, or that the caller may not see, is a
+		// 404, not an empty Bundle.
+		cur, err := a.opts.Backend.Read(r.Context(), hq.Type, hq.ID)
+		switch {
+		case err == nil:
+			if !a.visible(r, d, cur) {
+				return fhir.NotFound(hq.Type, hq.ID)
+			}
+		case isGone(err):
+			if !a.goneVisible(r, d, cur) {
+				return fhir.NotFound(hq.Type, hq.ID)
+			}
+		default:
 			return err
 		}
 	}
@@ -88,6 +109,11 @@ func (a *API) runHistory(w http.ResponseWriter, r *http.Request, hq backend.Hist
 	}
 	for _, e := range page.Entries {
 		res := e.Resource
+		// Every version is checked: an older version may belong to another patient.
+		if !(res.Deleted && hq.ID != "") && !a.visible(r, d, res) {
+			b.Total = nil
+			continue
+		}
 		entry := fhir.BundleEntry{
 			FullURL: a.opts.BaseURL + "/" + res.Type + "/" + res.ID,
 			Request: &fhir.EntryRequest{Method: e.Method, URL: res.Type + "/" + res.ID},

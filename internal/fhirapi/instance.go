@@ -8,6 +8,7 @@ import (
 
 	"github.com/fhirgate/fhirgate/internal/backend"
 	"github.com/fhirgate/fhirgate/internal/fhir"
+	"github.com/fhirgate/fhirgate/internal/policy"
 )
 
 func (a *API) read(w http.ResponseWriter, r *http.Request) error {
@@ -16,14 +17,28 @@ func (a *API) read(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if strings.HasPrefix(id, "$") {
+		if _, err := a.authorize(r, policy.Input{Interaction: policy.Operation, Type: typ, Operation: id}); err != nil {
+			return err
+		}
 		return fhir.Errorf(http.StatusNotImplemented, "not-supported", "operation %s is not supported on %s", id, typ)
 	}
 	if err := checkID(id); err != nil {
 		return err
 	}
+	// The scope check runs before the store is touched; the body check after.
+	d, err := a.authorize(r, policy.Input{Interaction: policy.Read, Type: typ, ID: id})
+	if err != nil {
+		return err
+	}
 	res, err := a.opts.Backend.Read(r.Context(), typ, id)
 	if err != nil {
+		if errors.Is(err, fhir.ErrGone) && !a.goneVisible(r, d, res) {
+			return fhir.NotFound(typ, id)
+		}
 		return a.goneWithHeaders(w, res, err)
+	}
+	if !a.visible(r, d, res) {
+		return fhir.NotFound(typ, id)
 	}
 	if notModified(w, r, res) {
 		return nil
@@ -44,12 +59,33 @@ func (a *API) vread(w http.ResponseWriter, r *http.Request) error {
 	if err != nil || vid < 1 {
 		return fhir.Invalid("", "%q is not a version id", r.PathValue("vid"))
 	}
+	d, err := a.authorize(r, policy.Input{Interaction: policy.VRead, Type: typ, ID: id})
+	if err != nil {
+		return err
+	}
 	res, err := a.opts.Backend.VRead(r.Context(), typ, id, vid)
 	if err != nil {
+		if errors.Is(err, fhir.ErrGone) && !a.goneVisible(r, d, res) {
+			return fhir.NotFound(typ, id)
+		}
 		return a.goneWithHeaders(w, res, err)
+	}
+	if !a.visible(r, d, res) {
+		return fhir.NotFound(typ, id)
 	}
 	a.writeResource(w, http.StatusOK, res)
 	return nil
+}
+
+// goneVisible decides whether the caller may learn that a resource was deleted: only when it
+// could see the version before the delete. Otherwise the answer is 404, as for any resource it may
+// not see.
+func (a *API) goneVisible(r *http.Request, d policy.Decision, deleted *fhir.Resource) bool {
+	if deleted == nil || deleted.VersionID < 2 {
+		return false
+	}
+	prev, err := a.opts.Backend.VRead(r.Context(), deleted.Type, deleted.ID, deleted.VersionID-1)
+	return err == nil && a.visible(r, d, prev)
 }
 
 // goneWithHeaders adds the version headers of a deleted resource to its 410.
@@ -105,6 +141,10 @@ func (a *API) create(w http.ResponseWriter, r *http.Request) error {
 	if err := a.checkWrite(typ, "", body); err != nil {
 		return err
 	}
+	d, err := a.authorize(r, policy.Input{Interaction: policy.Create, Type: typ, Resource: body})
+	if err != nil {
+		return err
+	}
 	opts := backend.CreateOptions{}
 	if ine := r.Header.Get("If-None-Exist"); ine != "" {
 		q, err := a.parseCriteria(typ, ine)
@@ -119,6 +159,10 @@ func (a *API) create(w http.ResponseWriter, r *http.Request) error {
 	}
 	status := http.StatusCreated
 	if !created {
+		// An existing match of If-None-Exist is returned only to a caller who may see it.
+		if !a.visible(r, d, res) {
+			return fhir.Errorf(http.StatusForbidden, "forbidden", "the access token does not allow this request")
+		}
 		status = http.StatusOK
 	}
 	a.writeWriteResult(w, r, status, res)
@@ -138,6 +182,13 @@ func (a *API) update(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if err := a.checkWrite(typ, id, body); err != nil {
+		return err
+	}
+	current, err := a.currentBody(r, typ, id)
+	if err != nil {
+		return err
+	}
+	if _, err := a.authorize(r, policy.Input{Interaction: policy.Update, Type: typ, ID: id, Resource: body, Current: current}); err != nil {
 		return err
 	}
 	opts := backend.UpdateOptions{}
@@ -168,6 +219,13 @@ func (a *API) delete(w http.ResponseWriter, r *http.Request) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
+	current, err := a.currentBody(r, typ, id)
+	if err != nil {
+		return err
+	}
+	if _, err := a.authorize(r, policy.Input{Interaction: policy.Delete, Type: typ, ID: id, Current: current}); err != nil {
+		return err
+	}
 	res, err := a.opts.Backend.Delete(r.Context(), typ, id)
 	if err != nil {
 		return err
@@ -177,6 +235,19 @@ func (a *API) delete(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// currentBody is the stored body an update or delete replaces, nil when there is none; the policy
+// checks that the caller may touch it.
+func (a *API) currentBody(r *http.Request, typ, id string) ([]byte, error) {
+	cur, err := a.opts.Backend.Read(r.Context(), typ, id)
+	switch {
+	case err == nil:
+		return cur.Body, nil
+	case errors.Is(err, fhir.ErrNotFound), errors.Is(err, fhir.ErrGone):
+		return nil, nil
+	}
+	return nil, err
 }
 
 // checkWrite validates a body for typ (and, for an update, its id).

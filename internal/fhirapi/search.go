@@ -8,6 +8,7 @@ import (
 
 	"github.com/fhirgate/fhirgate/internal/fhir"
 	"github.com/fhirgate/fhirgate/internal/fhir/search"
+	"github.com/fhirgate/fhirgate/internal/policy"
 )
 
 func (a *API) searchType(w http.ResponseWriter, r *http.Request) error {
@@ -15,7 +16,7 @@ func (a *API) searchType(w http.ResponseWriter, r *http.Request) error {
 	if err := checkType(typ); err != nil {
 		return err
 	}
-	return a.runSearch(w, r, []string{typ}, nil, r.URL.Query())
+	return a.runSearch(w, r, policy.SearchType, []string{typ}, nil, r.URL.Query())
 }
 
 // searchTypePost is POST {type}/_search: parameters in a form body (and the URL), same results as
@@ -33,7 +34,7 @@ func (a *API) searchTypePost(w http.ResponseWriter, r *http.Request) error {
 	if err := r.ParseForm(); err != nil {
 		return fhir.Invalid("", "the search form could not be read: %v", err)
 	}
-	return a.runSearch(w, r, []string{typ}, nil, r.Form)
+	return a.runSearch(w, r, policy.SearchType, []string{typ}, nil, r.Form)
 }
 
 // searchSystem is GET /fhir?_type=A,B (or across every type without _type).
@@ -51,10 +52,8 @@ func (a *API) searchSystem(w http.ResponseWriter, r *http.Request) error {
 			types = append(types, t)
 		}
 	}
-	if len(types) == 0 {
-		types = fhir.ResourceTypes()
-	}
-	return a.runSearch(w, r, types, nil, params)
+	// No _type: every type the token may search (the policy fills the list in).
+	return a.runSearch(w, r, policy.SearchSystem, types, nil, params)
 }
 
 // searchCompartment is GET /fhir/Patient/{id}/{type}: a search bounded by one patient's
@@ -70,24 +69,37 @@ func (a *API) searchCompartment(w http.ResponseWriter, r *http.Request) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
-	types := []string{typ}
-	switch {
-	case typ == "*":
-		types = fhir.ResourceTypes()
-	case fhir.IsResourceType(typ):
-	default:
+	if typ == "$everything" {
+		return a.everything(w, r, id)
+	}
+	if !fhir.IsResourceType(typ) {
 		return fhir.Errorf(http.StatusNotFound, "not-supported", "%q is not a FHIR R4 resource type", typ)
 	}
-	return a.runSearch(w, r, types, &search.CompartmentRef{Type: comp, ID: id}, r.URL.Query())
+	return a.runSearch(w, r, policy.SearchCompartment, []string{typ}, &search.CompartmentRef{Type: comp, ID: id}, r.URL.Query())
 }
 
-// runSearch parses, runs and answers a search as a searchset Bundle.
-func (a *API) runSearch(w http.ResponseWriter, r *http.Request, types []string, comp *search.CompartmentRef, params url.Values) error {
+// runSearch parses, authorizes, narrows, runs and answers a search as a searchset Bundle.
+func (a *API) runSearch(w http.ResponseWriter, r *http.Request, interaction policy.Interaction, types []string, comp *search.CompartmentRef, params url.Values) error {
 	q, warnings, err := a.parseSearch(types, params, strictHandling(r))
 	if err != nil {
 		return err
 	}
 	q.Compartment = comp
+	in := policy.Input{Interaction: interaction, Query: q}
+	if interaction != policy.SearchSystem {
+		in.Type = types[0]
+	}
+	d, err := a.authorize(r, in)
+	if err != nil {
+		return err
+	}
+	// The narrowing is applied to every page: the page token carries only the store's cursor.
+	if err := d.Narrowing.Narrow(q); err != nil {
+		return fhir.Errorf(http.StatusForbidden, "forbidden", "the access token does not allow this search: %v", err)
+	}
+	if len(q.Types) == 0 {
+		q.Types = fhir.ResourceTypes()
+	}
 	if token := params.Get(pageParam); token != "" {
 		cursor, ok := a.pages.verify(r.URL.Path, params, token, pageBinding(r))
 		if !ok {
@@ -99,7 +111,12 @@ func (a *API) runSearch(w http.ResponseWriter, r *http.Request, types []string, 
 	if err != nil {
 		return err
 	}
+	matches, included, held := a.filterResults(r, d, res.Matches, res.Included)
 	b := &fhir.Bundle{ResourceType: "Bundle", ID: newBundleID(), Type: "searchset", Total: res.Total}
+	if held {
+		// A count that includes resources held back would tell what the caller may not see.
+		b.Total = nil
+	}
 	b.Meta = &fhir.BundleMeta{LastUpdated: a.opts.Now().UTC().Format(fhir.TimeFormat)}
 	b.Link = append(b.Link, fhir.BundleLink{Relation: "self", URL: a.selfURL(r, params)})
 	if res.Next != "" {
@@ -108,10 +125,10 @@ func (a *API) runSearch(w http.ResponseWriter, r *http.Request, types []string, 
 		b.Link = append(b.Link, fhir.BundleLink{Relation: "next", URL: a.opts.BaseURL + strings.TrimPrefix(r.URL.Path, "/fhir") + "?" + next.Encode()})
 	}
 	elements := elementsOf(params)
-	for _, m := range res.Matches {
+	for _, m := range matches {
 		b.Entry = append(b.Entry, a.searchEntry(m, "match", elements))
 	}
-	for _, inc := range res.Included {
+	for _, inc := range included {
 		b.Entry = append(b.Entry, a.searchEntry(inc, "include", nil))
 	}
 	if len(warnings) > 0 {
@@ -124,6 +141,26 @@ func (a *API) runSearch(w http.ResponseWriter, r *http.Request, types []string, 
 	}
 	writeJSON(w, http.StatusOK, body)
 	return nil
+}
+
+// filterResults passes every match and included resource through the decision's filter; held
+// reports whether any was held back.
+func (a *API) filterResults(r *http.Request, d policy.Decision, matches, included []*fhir.Resource) (okMatches, okIncluded []*fhir.Resource, held bool) {
+	for _, m := range matches {
+		if a.visible(r, d, m) {
+			okMatches = append(okMatches, m)
+		} else {
+			held = true
+		}
+	}
+	for _, inc := range included {
+		if a.visible(r, d, inc) {
+			okIncluded = append(okIncluded, inc)
+		} else {
+			held = true
+		}
+	}
+	return okMatches, okIncluded, held
 }
 
 func (a *API) searchEntry(res *fhir.Resource, mode string, elements []string) fhir.BundleEntry {

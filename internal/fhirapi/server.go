@@ -1,7 +1,6 @@
 package fhirapi
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fhirgate/fhirgate/internal/backend"
+	"github.com/fhirgate/fhirgate/internal/bundle"
 	"github.com/fhirgate/fhirgate/internal/fhir"
 	"github.com/fhirgate/fhirgate/internal/fhir/search"
 )
@@ -20,11 +20,6 @@ import (
 // Validator checks a resource before it is stored.
 type Validator interface {
 	Validate(resourceType string, body []byte) error
-}
-
-// BundleProcessor runs batch and transaction Bundles posted to the base.
-type BundleProcessor interface {
-	Process(ctx context.Context, body []byte) (*fhir.Bundle, error)
 }
 
 // Options configures the API.
@@ -35,8 +30,15 @@ type Options struct {
 	Registry *search.Registry
 	// Validator checks every write.
 	Validator Validator
-	// Bundles processes POST of batch/transaction Bundles to the base; nil answers 501.
-	Bundles BundleProcessor
+	// Authenticator verifies access tokens; required.
+	Authenticator Authenticator
+	// Policy decides every interaction; required.
+	Policy Policy
+	// Observe, when set, is told of every access decision (the audit trail).
+	Observe DecisionObserver
+	// Bundles processes POST of batch/transaction Bundles to the base; nil answers 501. Each
+	// request runs a copy whose Authorize asks Policy about every entry.
+	Bundles *bundle.Processor
 	// BaseURL is the FHIR base, e.g. http://localhost:8080/fhir.
 	BaseURL string
 	// DefaultCount and MaxCount bound search page sizes.
@@ -67,8 +69,8 @@ type API struct {
 
 // New builds the API.
 func New(opts Options) (*API, error) {
-	if opts.Backend == nil || opts.Registry == nil || opts.Validator == nil {
-		return nil, errors.New("fhirapi: Backend, Registry and Validator are required")
+	if opts.Backend == nil || opts.Registry == nil || opts.Validator == nil || opts.Authenticator == nil || opts.Policy == nil {
+		return nil, errors.New("fhirapi: Backend, Registry, Validator, Authenticator and Policy are required")
 	}
 	if opts.BaseURL == "" {
 		return nil, errors.New("fhirapi: BaseURL is required")
@@ -116,7 +118,9 @@ func (a *API) routes() {
 	}
 	h("GET /fhir/metadata", a.metadata)
 	h("GET /fhir", a.searchSystem)
+	h("GET /fhir/{$}", a.searchSystem)
 	h("POST /fhir", a.postBundle)
+	h("POST /fhir/{$}", a.postBundle)
 	h("GET /fhir/_history", a.historySystem)
 	h("GET /fhir/{type}", a.searchType)
 	h("POST /fhir/{type}/_search", a.searchTypePost)
@@ -138,6 +142,9 @@ func (a *API) routes() {
 func (a *API) adapt(fn handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		err := negotiate(r)
+		if err == nil {
+			r, err = a.authenticate(w, r)
+		}
 		if err == nil {
 			err = fn(w, r)
 		}

@@ -1,0 +1,102 @@
+package authserver
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/fhirgate/fhirgate/internal/store/sqlstore"
+	"github.com/fhirgate/fhirgate/internal/web"
+)
+
+// The grants page is SMART's management_endpoint: a signed-in user sees which apps can access
+// their data and revokes any of them (revocation at the user's direction takes effect at once:
+// refresh tokens stop working and access tokens are on the revocation list).
+
+func (s *Server) grantsPage(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	u, _, _, _, ok := s.sessionUser(r)
+	if !ok {
+		browser := s.browserCookie(w, r)
+		s.pages.Render(w, http.StatusOK, "grants", web.GrantsData{CSRF: s.mac("grants-login", browser)})
+		return
+	}
+	recs, err := s.db.ListActiveOAuthRequests(ctx, u.Username, s.now())
+	if err != nil {
+		s.errorPage(w, http.StatusInternalServerError, "Error", "Your connected apps could not be listed.")
+		return
+	}
+	data := web.GrantsData{LoggedIn: true, Username: u.Username, CSRF: s.mac("grants", mustCookie(r, cookieSession))}
+	seen := map[string]bool{}
+	for _, rec := range recs {
+		if seen[rec.RequestID] {
+			continue
+		}
+		seen[rec.RequestID] = true
+		var sr storedRequest
+		if err := json.Unmarshal(rec.Data, &sr); err != nil {
+			continue
+		}
+		var sess Session
+		_ = json.Unmarshal(sr.Session, &sess)
+		data.Grants = append(data.Grants, web.Grant{ID: rec.RequestID, Client: rec.ClientID, Scope: strings.Join(sr.GrantedScope, " "),
+			Patient: sess.Patient, Until: rec.ExpiresAt.Format(time.RFC1123)})
+	}
+	s.pages.Render(w, http.StatusOK, "grants", data)
+}
+
+func (s *Server) grantsLogin(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	browser := mustCookie(r, cookieBrowser)
+	if browser == "" || subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(s.mac("grants-login", browser))) != 1 {
+		s.errorPage(w, http.StatusForbidden, "Forbidden", "The form has expired. Reload the page.")
+		return
+	}
+	username, pw, ip := r.PostFormValue("username"), r.PostFormValue("password"), clientIP(r)
+	if !s.throttle.allowed(username, ip) {
+		w.Header().Set("Retry-After", "900")
+		s.pages.Render(w, http.StatusTooManyRequests, "grants", web.GrantsData{CSRF: s.mac("grants-login", browser), Error: "Too many failed attempts. Try again later."})
+		return
+	}
+	u, err := s.users.Authenticate(ctx, username, pw)
+	if err != nil {
+		s.throttle.fail(username, ip)
+		s.pages.Render(w, http.StatusUnauthorized, "grants", web.GrantsData{CSRF: s.mac("grants-login", browser), Error: "Wrong username or password."})
+		return
+	}
+	s.throttle.succeed(username)
+	if _, _, _, err := s.startSession(w, r, u.Username); err != nil {
+		s.errorPage(w, http.StatusInternalServerError, "Error", "The session could not be started.")
+		return
+	}
+	http.Redirect(w, r, PathGrants, http.StatusSeeOther)
+}
+
+func (s *Server) grantsRevoke(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	u, _, _, _, ok := s.sessionUser(r)
+	if !ok {
+		s.errorPage(w, http.StatusForbidden, "Forbidden", "Sign in first.")
+		return
+	}
+	if subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(s.mac("grants", mustCookie(r, cookieSession)))) != 1 {
+		s.errorPage(w, http.StatusForbidden, "Forbidden", "The form has expired. Reload the page.")
+		return
+	}
+	err := s.db.RevokeOAuthGrant(ctx, r.PostFormValue("grant"), u.Username)
+	if errors.Is(err, sqlstore.ErrOAuthNotFound) {
+		s.errorPage(w, http.StatusNotFound, "Not found", "That access was not found.")
+		return
+	}
+	if err != nil {
+		s.errorPage(w, http.StatusInternalServerError, "Error", "The access could not be revoked.")
+		return
+	}
+	s.log.InfoContext(ctx, "grant revoked by user", "username", u.Username)
+	http.Redirect(w, r, PathGrants, http.StatusSeeOther)
+}

@@ -1,0 +1,98 @@
+package authserver
+
+import (
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/fhirgate/fhirgate/internal/config"
+)
+
+// throttle counts failed logins per account and per client IP in a fixed window. A key at its
+// limit is refused until its window ends, without checking the password (so guessing costs the
+// attacker time, not us argon2 work). State is per process: with several instances each one
+// enforces its own limits (documented in docs/authorization-server.md).
+type throttle struct {
+	cfg config.LoginThrottle
+	now func() time.Time
+
+	mu      sync.Mutex
+	entries map[string]*throttleEntry
+}
+
+type throttleEntry struct {
+	failures int
+	start    time.Time
+}
+
+const throttleMaxEntries = 100_000
+
+func newThrottle(cfg config.LoginThrottle, now func() time.Time) *throttle {
+	return &throttle{cfg: cfg, now: now, entries: map[string]*throttleEntry{}}
+}
+
+func (t *throttle) keys(username, ip string) [2]string {
+	return [2]string{"u\x00" + username, "i\x00" + ip}
+}
+
+// allowed reports whether a login attempt for username from ip may proceed.
+func (t *throttle) allowed(username, ip string) bool {
+	now := t.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ks := t.keys(username, ip)
+	limits := [2]int{t.cfg.MaxFailuresPerAccount, t.cfg.MaxFailuresPerIP}
+	for i, k := range ks {
+		e := t.entries[k]
+		if e == nil || now.Sub(e.start) >= t.cfg.Window {
+			continue
+		}
+		if limits[i] > 0 && e.failures >= limits[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// fail records a failed attempt.
+func (t *throttle) fail(username, ip string) {
+	now := t.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.entries) >= throttleMaxEntries {
+		for k, e := range t.entries {
+			if now.Sub(e.start) >= t.cfg.Window {
+				delete(t.entries, k)
+			}
+		}
+	}
+	for _, k := range t.keys(username, ip) {
+		e := t.entries[k]
+		if e == nil || now.Sub(e.start) >= t.cfg.Window {
+			if len(t.entries) >= throttleMaxEntries {
+				continue // full of live entries: the other key still counts
+			}
+			e = &throttleEntry{start: now}
+			t.entries[k] = e
+		}
+		e.failures++
+	}
+}
+
+// succeed clears the account's failures (not the IP's).
+func (t *throttle) succeed(username string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.entries, "u\x00"+username)
+}
+
+// clientIP is the peer address. Forwarded headers are not trusted here: the gateway in front of
+// the server is responsible for rewriting RemoteAddr when it terminates a trusted proxy.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

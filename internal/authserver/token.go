@@ -1,0 +1,184 @@
+package authserver
+
+import (
+	"errors"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/ory/fosite"
+
+	"github.com/fhirgate/fhirgate/internal/oauth"
+	"github.com/fhirgate/fhirgate/internal/smart"
+)
+
+// token is the token endpoint: authorization_code, refresh_token and client_credentials.
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	// Public browser apps call this endpoint cross-origin (SMART 2.2); no cookies are involved.
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	if r.Method == http.MethodOptions {
+		s.preflight(w, r)
+		return
+	}
+	if r.Method != http.MethodPost {
+		oauth.WriteError(w, r, &oauth.Error{Code: oauth.InvalidRequest, Description: "The token endpoint accepts POST only."})
+		return
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
+		oauth.WriteError(w, r, &oauth.Error{Code: oauth.InvalidRequest, Description: "The body must be application/x-www-form-urlencoded."})
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		oauth.WriteError(w, r, &oauth.Error{Code: oauth.InvalidRequest, Description: "The body could not be read."})
+		return
+	}
+	grant := r.PostForm.Get("grant_type")
+	switch grant {
+	case oauth.GrantAuthorizationCode, oauth.GrantRefreshToken, oauth.GrantClientCredentials:
+	case "":
+		oauth.WriteError(w, r, &oauth.Error{Code: oauth.InvalidRequest, Description: "grant_type is required."})
+		return
+	default:
+		oauth.WriteError(w, r, &oauth.Error{Code: oauth.UnsupportedGrantType, Description: "Supported grant types: authorization_code, refresh_token, client_credentials."})
+		return
+	}
+	for _, p := range []string{"grant_type", "code", "redirect_uri", "code_verifier", "refresh_token", "scope", "client_id", "client_assertion", "client_assertion_type"} {
+		if len(r.PostForm[p]) > 1 {
+			oauth.WriteError(w, r, &oauth.Error{Code: oauth.InvalidRequest, Description: "Parameter " + p + " is repeated."})
+			return
+		}
+	}
+	// Key rotation and reload happen here, before fosite opens a store transaction.
+	if err := s.keys.Maintain(ctx); err != nil {
+		s.log.ErrorContext(ctx, "key maintenance failed", "error", err)
+	}
+	sess := newSession()
+	ar, err := s.provider.NewAccessRequest(ctx, r, sess)
+	if err != nil {
+		s.writeTokenError(w, r, err)
+		return
+	}
+	sess, _ = ar.GetSession().(*Session)
+	if sess == nil {
+		s.writeTokenError(w, r, fosite.ErrServerError.WithHint("unexpected session"))
+		return
+	}
+	ttl := s.auth.AccessTokenTTL
+	switch grant {
+	case oauth.GrantClientCredentials:
+		ttl = s.auth.BackendAccessTokenTTL
+		sess.ClientID = ar.GetClient().GetID()
+		// Backend Services: system/ scopes within the client's registration. user/ and patient/
+		// scopes would need context a backend cannot establish: they are not granted.
+		requested, _ := smart.ParseScopes(strings.Join(ar.GetRequestedScopes(), " "))
+		c, ok := ar.GetClient().(*Client)
+		if !ok {
+			s.writeTokenError(w, r, fosite.ErrServerError)
+			return
+		}
+		for _, sc := range requested.Intersect(c.Scopes()) {
+			if sc.IsResource() && sc.Context == smart.ContextSystem {
+				ar.GrantScope(sc.Echo())
+			}
+		}
+		if len(ar.GetGrantedScopes()) == 0 {
+			s.writeTokenError(w, r, fosite.ErrInvalidScope.WithHint("Request at least one system/ scope the client is registered for."))
+			return
+		}
+		ar.GrantAudience(s.fhirBase)
+	case oauth.GrantRefreshToken:
+		if scope := r.PostForm.Get("scope"); scope != "" {
+			// The scope of a refreshed token may only narrow (RFC 6749 6): every requested scope
+			// must be covered by the original grant. An equal set is fine.
+			orig, _ := smart.ParseScopes(strings.Join(ar.GetGrantedScopes(), " "))
+			want, dropped := smart.ParseScopes(scope)
+			if len(dropped) > 0 {
+				s.writeTokenError(w, r, fosite.ErrInvalidScope.WithHint("The scope contains unknown values."))
+				return
+			}
+			for _, sc := range want {
+				if !orig.Covers(sc) {
+					s.writeTokenError(w, r, fosite.ErrInvalidScope.WithHint("The requested scope exceeds the original grant."))
+					return
+				}
+			}
+			areq, ok := ar.(*fosite.AccessRequest)
+			if !ok {
+				s.writeTokenError(w, r, fosite.ErrServerError)
+				return
+			}
+			areq.GrantedScope = nil
+			for _, sc := range want {
+				areq.GrantScope(sc.Echo())
+			}
+		}
+	}
+	sess.AccessTTL = ttl
+	resp, err := s.provider.NewAccessResponse(ctx, ar)
+	if err != nil {
+		s.writeTokenError(w, r, err)
+		return
+	}
+	resp.SetExpiresIn(ttl)
+	if sess.Patient != "" {
+		resp.SetExtra("patient", sess.Patient)
+	}
+	if sess.Encounter != "" {
+		resp.SetExtra("encounter", sess.Encounter)
+	}
+	if len(sess.FHIRContext) > 0 {
+		resp.SetExtra("fhirContext", sess.FHIRContext)
+	}
+	if sess.NeedPatientBanner != nil {
+		resp.SetExtra("need_patient_banner", *sess.NeedPatientBanner)
+	}
+	if sess.StyleURL != "" {
+		resp.SetExtra("smart_style_url", sess.StyleURL)
+	}
+	s.log.InfoContext(ctx, "token issued", "grant_type", grant, "client_id", ar.GetClient().GetID(), "subject", sess.GetSubject(), "scope", strings.Join(ar.GetGrantedScopes(), " "))
+	s.provider.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+// writeTokenError maps a fosite error to the RFC 6749 5.2 answer SMART expects and logs the
+// internal cause (never sent to the client).
+func (s *Server) writeTokenError(w http.ResponseWriter, r *http.Request, err error) {
+	code, desc, status := fositeErr(err)
+	switch code {
+	case "error", "":
+		code, desc, status = oauth.ServerError, "internal error", http.StatusInternalServerError
+	case "jti_known":
+		code, status = oauth.InvalidClient, http.StatusUnauthorized
+	case "request_unauthorized", "token_inactive", "invalid_token":
+		code, status = oauth.InvalidGrant, http.StatusBadRequest
+	case "consent_required", "login_required":
+		code, status = oauth.InvalidGrant, http.StatusBadRequest
+	case oauth.InvalidClient:
+		status = http.StatusUnauthorized
+	case oauth.UnauthorizedClient, oauth.InvalidGrant, oauth.InvalidScope, oauth.InvalidRequest, oauth.UnsupportedGrantType:
+		status = http.StatusBadRequest
+	}
+	var rfc *fosite.RFC6749Error
+	cause := err
+	if errors.As(err, &rfc) && rfc.Unwrap() != nil {
+		cause = rfc.Unwrap()
+	}
+	level := s.log.InfoContext
+	if status >= 500 {
+		level = s.log.ErrorContext
+	}
+	level(r.Context(), "token request refused", "error", code, "description", desc, "cause", errString(cause))
+	oauth.WriteError(w, r, &oauth.Error{Code: code, Description: desc, Status: status})
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	var rfc *fosite.RFC6749Error
+	if errors.As(err, &rfc) {
+		return rfc.ErrorField + ": " + rfc.GetDescription() + " " + rfc.DebugField
+	}
+	return err.Error()
+}

@@ -1,0 +1,360 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/fhirgate/fhirgate/internal/backend"
+	"github.com/fhirgate/fhirgate/internal/fhir"
+	"github.com/fhirgate/fhirgate/internal/fhir/search"
+)
+
+// openIndexStore opens a store with the index statements prepared, as Open does.
+func openIndexStore(t testing.TB) *Store {
+	t.Helper()
+	s := openUnpreparedStore(t)
+	if indexStatements(s.write) == nil {
+		if err := s.prepareIndex(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.closeIndex)
+	}
+	return s
+}
+
+// openUnpreparedStore opens a store whose index is written with unprepared statements.
+func openUnpreparedStore(t testing.TB) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), Options{Driver: "sqlite", DSN: filepath.Join(t.TempDir(), "index.db"),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+const indexObservation = `{
+  "resourceType": "Observation", "id": "o1",
+  "meta": {"lastUpdated": "2024-05-06T07:08:09.123Z",
+           "security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}]},
+  "status": "final",
+  "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9", "display": "Blood pressure"}]},
+  "subject": {"reference": "Patient/p1"},
+  "performer": [{"reference": "Patient/p2"}, {"reference": "https://elsewhere.example/fhir/Patient/p3"}],
+  "effectiveDateTime": "2024-05-06",
+  "valueQuantity": {"value": 72.5, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"},
+  "component": [{"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                 "valueQuantity": {"value": 120, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}}]
+}`
+
+const indexPatient = `{
+  "resourceType": "Patient", "id": "p1",
+  "name": [{"family": "Núñez", "given": ["José"]}],
+  "birthDate": "1980-03",
+  "gender": "female",
+  "meta": {"profile": ["http://example.org/StructureDefinition/p"]}
+}`
+
+// rowsOf returns the rows of pk in table as strings of their columns (after res_pk), sorted.
+func rowsOf(t *testing.T, s *Store, table string, pk int64) []string {
+	t.Helper()
+	cols := ""
+	for _, tb := range idxTables {
+		if tb.name == table {
+			cols = strings.Join(tb.cols[1:], ", ")
+		}
+	}
+	rows, err := s.DB().Query("SELECT "+cols+" FROM "+table+" WHERE res_pk = $1", pk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n := strings.Count(cols, ",") + 1
+	var out []string
+	for rows.Next() {
+		vals := make([]any, n)
+		ptrs := make([]any, n)
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		parts := make([]string, n)
+		for i, v := range vals {
+			switch v := v.(type) {
+			case nil:
+				parts[i] = "NULL"
+			case []byte:
+				parts[i] = string(v)
+			default:
+				parts[i] = fmt.Sprint(v)
+			}
+		}
+		out = append(out, strings.Join(parts, "|"))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func writeIndexTx(t *testing.T, s *Store, pk int64, typ, body string) error {
+	t.Helper()
+	return s.inTx(context.Background(), func(tx *sql.Tx) error {
+		return s.writeIndex(context.Background(), tx, pk, typ, []byte(body))
+	})
+}
+
+func TestWriteIndexRows(t *testing.T) {
+	t.Run("prepared", func(t *testing.T) { testWriteIndexRows(t, openIndexStore(t)) })
+	t.Run("unprepared", func(t *testing.T) { testWriteIndexRows(t, openUnpreparedStore(t)) })
+}
+
+func testWriteIndexRows(t *testing.T, s *Store) {
+	if err := writeIndexTx(t, s, 7, "Observation", indexObservation); err != nil {
+		t.Fatal(err)
+	}
+	// Writing the same resource again (an update) gives the same rows, not twice as many.
+	if err := writeIndexTx(t, s, 7, "Observation", indexObservation); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		table string
+		want  []string
+	}{
+		{"idx_token", []string{
+			"Observation|_security|http://terminology.hl7.org/CodeSystem/v3-Confidentiality|R|",
+			"Observation|code|http://loinc.org|85354-9|blood pressure",
+			"Observation|combo-code|http://loinc.org|8480-6|",
+			"Observation|combo-code|http://loinc.org|85354-9|blood pressure",
+			"Observation|component-code|http://loinc.org|8480-6|",
+			"Observation|status||final|",
+		}},
+		{"idx_reference", []string{
+			"Observation|patient|Patient|p1|||",
+			"Observation|performer|Patient|p2|||",
+			"Observation|performer|Patient|p3|https://elsewhere.example/fhir/Patient/p3||",
+			"Observation|subject|Patient|p1|||",
+		}},
+		{"idx_date", []string{"Observation|date|1714953600000000|1715039999999999"}},
+		{"idx_quantity", []string{
+			"Observation|combo-value-quantity|http://unitsofmeasure.org|kg|kg|72.5",
+			"Observation|combo-value-quantity|http://unitsofmeasure.org|mm[Hg]|mmHg|120",
+			"Observation|component-value-quantity|http://unitsofmeasure.org|mm[Hg]|mmHg|120",
+			"Observation|value-quantity|http://unitsofmeasure.org|kg|kg|72.5",
+		}},
+		{"idx_composite", []string{
+			"Observation|code-value-quantity|http://loinc.org|85354-9|http://unitsofmeasure.org|kg||72.5|NULL|NULL",
+			"Observation|combo-code-value-quantity|http://loinc.org|8480-6|http://unitsofmeasure.org|mm[Hg]||120|NULL|NULL",
+			"Observation|combo-code-value-quantity|http://loinc.org|85354-9|http://unitsofmeasure.org|kg||72.5|NULL|NULL",
+			"Observation|component-code-value-quantity|http://loinc.org|8480-6|http://unitsofmeasure.org|mm[Hg]||120|NULL|NULL",
+		}},
+		// Only local references place a resource in a compartment.
+		{"idx_compartment", []string{"Observation|Patient|p1", "Observation|Patient|p2"}},
+		{"idx_string", nil},
+		{"idx_uri", nil},
+		{"idx_number", nil},
+	}
+	for _, tt := range tests {
+		if got := rowsOf(t, s, tt.table, 7); !slices.Equal(got, tt.want) {
+			t.Errorf("%s rows =\n  %s\nwant\n  %s", tt.table, strings.Join(got, "\n  "), strings.Join(tt.want, "\n  "))
+		}
+	}
+}
+
+func TestWriteIndexReplacesAndDeletes(t *testing.T) {
+	s := openIndexStore(t)
+	ctx := context.Background()
+	if err := writeIndexTx(t, s, 1, "Observation", indexObservation); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeIndexTx(t, s, 2, "Patient", indexPatient); err != nil {
+		t.Fatal(err)
+	}
+	// Rewriting pk 1 as a smaller Observation leaves none of the old rows.
+	if err := writeIndexTx(t, s, 1, "Observation", `{"resourceType":"Observation","id":"o1","status":"amended"}`); err != nil {
+		t.Fatal(err)
+	}
+	for _, tb := range idxTables {
+		got := rowsOf(t, s, tb.name, 1)
+		want := []string(nil)
+		if tb.name == "idx_token" {
+			want = []string{"Observation|status||amended|"}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("after rewrite, %s rows of pk 1 = %v, want %v", tb.name, got, want)
+		}
+	}
+	if got := rowsOf(t, s, "idx_string", 2); !slices.Contains(got, "Patient|family|nunez|Núñez") {
+		t.Errorf("Patient string rows = %v", got)
+	}
+	if got := rowsOf(t, s, "idx_compartment", 2); !slices.Equal(got, []string{"Patient|Patient|p1"}) {
+		t.Errorf("Patient compartment rows = %v, want its own", got)
+	}
+	if got := rowsOf(t, s, "idx_uri", 2); !slices.Equal(got, []string{"Patient|_profile|http://example.org/StructureDefinition/p"}) {
+		t.Errorf("Patient uri rows = %v", got)
+	}
+	if err := s.inTx(ctx, func(tx *sql.Tx) error { return s.deleteIndex(ctx, tx, 2) }); err != nil {
+		t.Fatal(err)
+	}
+	for _, tb := range idxTables {
+		if got := rowsOf(t, s, tb.name, 2); len(got) != 0 {
+			t.Errorf("after deleteIndex, %s still holds %v", tb.name, got)
+		}
+	}
+	// pk 1 is untouched by the delete of pk 2.
+	if got := rowsOf(t, s, "idx_token", 1); len(got) != 1 {
+		t.Errorf("deleteIndex(2) touched pk 1: %v", got)
+	}
+}
+
+// TestWriteIndexManyRows crosses the multi-row INSERT limit.
+func TestWriteIndexManyRows(t *testing.T) {
+	t.Run("prepared", func(t *testing.T) { testWriteIndexManyRows(t, openIndexStore(t)) })
+	t.Run("unprepared", func(t *testing.T) { testWriteIndexManyRows(t, openUnpreparedStore(t)) })
+}
+
+func testWriteIndexManyRows(t *testing.T, s *Store) {
+	var given []string
+	for i := range 150 {
+		given = append(given, fmt.Sprintf("%q", fmt.Sprintf("Name%03d", i)))
+	}
+	body := `{"resourceType":"Patient","id":"big","name":[{"given":[` + strings.Join(given, ",") + `]}]}`
+	if err := writeIndexTx(t, s, 3, "Patient", body); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := s.DB().QueryRow(`SELECT COUNT(*) FROM idx_string WHERE res_pk = 3 AND param = 'given'`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 150 {
+		t.Errorf("given rows = %d, want 150", n)
+	}
+}
+
+func TestWriteIndexRejectsBadBodies(t *testing.T) {
+	s := openIndexStore(t)
+	for _, body := range []string{`not json`, `{"resourceType":"Patient"}`, `{"resourceType":"Observation","valueQuantity":{"value":1e400}}`} {
+		err := writeIndexTx(t, s, 1, "Observation", body)
+		var fe *fhir.Error
+		if !errors.As(err, &fe) || fe.Status != http.StatusBadRequest || !errors.Is(err, search.ErrNotIndexable) {
+			t.Errorf("writeIndex(%s) error = %v, want a 400 wrapping ErrNotIndexable", body, err)
+		}
+	}
+}
+
+// TestIndexSearch runs searches through the store's query compiler over rows this writer made.
+func TestIndexSearch(t *testing.T) {
+	s := openIndexStore(t)
+	ctx := context.Background()
+	reg, err := search.DefaultRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []struct{ typ, id, body string }{{"Observation", "o1", indexObservation}, {"Patient", "p1", indexPatient}} {
+		if _, _, err := s.Update(ctx, r.typ, r.id, []byte(r.body), backend.UpdateOptions{}); err != nil {
+			t.Fatalf("Update %s: %v", r.typ, err)
+		}
+	}
+	tests := []struct {
+		typ, query string
+		want       int
+	}{
+		{"Observation", "code=http://loinc.org|85354-9", 1},
+		{"Observation", "code=85354-9", 1},
+		{"Observation", "code=http://snomed.info/sct|85354-9", 0},
+		{"Observation", "code:text=blood", 1},
+		{"Observation", "patient=Patient/p1", 1},
+		{"Observation", "subject=p1", 1},
+		{"Observation", "performer=Patient/p3", 1},
+		{"Observation", "_security=R", 1},
+		{"Observation", "_security=N", 0},
+		{"Observation", "date=2024-05", 1},
+		{"Observation", "date=gt2024-05-07", 0},
+		{"Observation", "value-quantity=72.5|http://unitsofmeasure.org|kg", 1},
+		{"Observation", "value-quantity=gt100", 0},
+		{"Observation", "component-code-value-quantity=http://loinc.org|8480-6$gt119", 1},
+		{"Observation", "component-code-value-quantity=http://loinc.org|8480-6$lt119", 0},
+		{"Patient", "family=nun", 1},
+		{"Patient", "name=jose", 1},
+		{"Patient", "family:exact=Núñez", 1},
+		{"Patient", "birthdate=1980", 1},
+		{"Patient", "gender=female", 1},
+		{"Patient", "_profile=http://example.org/StructureDefinition/p", 1},
+	}
+	for _, tt := range tests {
+		vals, err := url.ParseQuery(tt.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, _, err := search.Parse(reg, []string{tt.typ}, vals, search.ParseOptions{})
+		if err != nil {
+			t.Errorf("Parse(%s?%s): %v", tt.typ, tt.query, err)
+			continue
+		}
+		res, err := s.Search(ctx, q)
+		if err != nil {
+			t.Errorf("Search(%s?%s): %v", tt.typ, tt.query, err)
+			continue
+		}
+		if len(res.Matches) != tt.want {
+			t.Errorf("Search(%s?%s) = %d matches, want %d", tt.typ, tt.query, len(res.Matches), tt.want)
+		}
+	}
+	// The patient compartment holds the Observation of p1 (and of p2), not of p3.
+	for _, tt := range []struct {
+		id   string
+		want int
+	}{{"p1", 2}, {"p2", 1}, {"p3", 0}} {
+		q := &search.Query{Types: []string{"Observation", "Patient"}, Compartment: &search.CompartmentRef{Type: "Patient", ID: tt.id}}
+		res, err := s.Search(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Matches) != tt.want {
+			t.Errorf("compartment Patient/%s holds %d resources, want %d", tt.id, len(res.Matches), tt.want)
+		}
+	}
+}
+
+// BenchmarkWriteIndex writes the index of Observations, 100 per transaction, as a bulk import
+// does.
+func BenchmarkWriteIndex(b *testing.B) {
+	b.Run("prepared", func(b *testing.B) { benchmarkWriteIndex(b, openIndexStore(b)) })
+	b.Run("unprepared", func(b *testing.B) { benchmarkWriteIndex(b, openUnpreparedStore(b)) })
+}
+
+func benchmarkWriteIndex(b *testing.B, s *Store) {
+	ctx := context.Background()
+	body := []byte(indexObservation)
+	pk := int64(0)
+	b.ReportAllocs()
+	for b.Loop() {
+		err := s.inTx(ctx, func(tx *sql.Tx) error {
+			for range 100 {
+				pk++
+				if err := s.writeIndex(ctx, tx, pk, "Observation", body); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*100), "µs/resource")
+}
