@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,12 +11,21 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
+	"github.com/fhirgate/fhirgate/internal/adminapi"
+	"github.com/fhirgate/fhirgate/internal/authn"
+	"github.com/fhirgate/fhirgate/internal/authserver"
+	"github.com/fhirgate/fhirgate/internal/bundle"
 	"github.com/fhirgate/fhirgate/internal/config"
+	"github.com/fhirgate/fhirgate/internal/fhir/compartment"
 	"github.com/fhirgate/fhirgate/internal/fhir/search"
 	"github.com/fhirgate/fhirgate/internal/fhir/validate"
 	"github.com/fhirgate/fhirgate/internal/fhirapi"
+	"github.com/fhirgate/fhirgate/internal/gateway"
+	"github.com/fhirgate/fhirgate/internal/metrics"
+	"github.com/fhirgate/fhirgate/internal/policy"
 	"github.com/fhirgate/fhirgate/internal/store/sqlstore"
 )
 
@@ -23,13 +33,21 @@ import (
 type App struct {
 	cfg      config.Config
 	log      *slog.Logger
+	lookup   func(string) (string, bool)
 	registry *search.Registry
 	store    *sqlstore.Store
+	auth     *authserver.Server
+	gw       *gateway.Gateway
 	fhir     *fhirapi.API
+	metrics  *metrics.Metrics
 	public   *http.Server
 	admin    *http.Server
-	// Version is reported by /fhir/metadata.
-	version string
+	version  string
+	// demo holds the demo users and clients printed at start (nil without --demo).
+	demo *demoAccounts
+	// stop ends the background work (key rotation, cleanup).
+	stop context.CancelFunc
+	wg   sync.WaitGroup
 }
 
 // Options are the collaborators New does not build from the config.
@@ -40,7 +58,8 @@ type Options struct {
 	Lookup func(string) (string, bool)
 }
 
-// New builds every component from a validated configuration and opens the store.
+// New builds every component from a validated configuration and opens the store. With
+// cfg.Demo, the demo users and clients are added to the configured ones.
 func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -48,7 +67,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 	if opts.Lookup == nil {
 		opts.Lookup = os.LookupEnv
 	}
-	a := &App{cfg: cfg, log: opts.Logger, version: opts.Version}
+	a := &App{cfg: cfg, log: opts.Logger, version: opts.Version, lookup: opts.Lookup}
 	reg, err := search.DefaultRegistry()
 	if err != nil {
 		return nil, err
@@ -58,31 +77,98 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := a.build(opts); err != nil {
-		a.store.Close()
+	if err := a.build(ctx); err != nil {
+		a.Close()
 		return nil, err
 	}
 	return a, nil
 }
 
-func (a *App) build(opts Options) error {
+// build wires the components in dependency order: keys and the authorization server, token
+// verification and the policy, the FHIR API, the gateway around every route group.
+func (a *App) build(ctx context.Context) error {
+	if a.cfg.Demo {
+		a.demo = newDemoAccounts(a.cfg)
+	}
+	kms, err := authserver.OpenKeys(ctx, a.store, a.cfg.Auth, a.cfg.DataDir, a.lookup, nil, a.log)
+	if err != nil {
+		return fmt.Errorf("signing keys: %w", err)
+	}
+	initialAccessToken := ""
+	if v := a.cfg.Auth.Registration.InitialAccessTokenEnv; v != "" {
+		initialAccessToken, _ = a.lookup(v)
+	}
+	a.auth, err = authserver.New(ctx, authserver.Config{
+		Issuer: a.cfg.Issuer(), FHIRBase: a.cfg.FHIRBase(), Store: a.store, Keys: kms,
+		Patients: patientLister{a.store, a.registry}, Auth: a.cfg.Auth,
+		InitialAccessToken: initialAccessToken, Logger: a.log,
+	})
+	if err != nil {
+		return err
+	}
+	clients, users := a.cfg.Clients, a.cfg.Users
+	if a.demo != nil {
+		clients = append(clients, a.demo.clients...)
+		users = append(users, a.demo.users...)
+	}
+	if err := a.auth.LoadConfig(ctx, clients, users); err != nil {
+		return err
+	}
+	bgCtx, stop := context.WithCancel(context.Background())
+	a.stop = stop
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.auth.Run(bgCtx, time.Minute)
+	}()
+
+	verifier, err := authn.NewVerifier(authn.Config{Issuer: a.cfg.Issuer(), Audience: a.cfg.FHIRBase(), Keys: kms, Revoker: a.store})
+	if err != nil {
+		return err
+	}
+	matcher, err := search.NewMatcher(a.registry)
+	if err != nil {
+		return err
+	}
+	membership, err := compartment.NewMembership(a.registry, nil)
+	if err != nil {
+		return err
+	}
+	engine, err := policy.New(policy.Config{Registry: a.registry, Matcher: matcher, Membership: membership, BaseURL: a.cfg.FHIRBase()})
+	if err != nil {
+		return err
+	}
 	validator, err := validate.New()
 	if err != nil {
 		return err
 	}
-	pageKey, err := a.pageKey(opts.Lookup)
+	pageKey, err := a.pageKey()
 	if err != nil {
 		return err
 	}
+	security, err := json.Marshal(a.auth.CapabilitySecurity())
+	if err != nil {
+		return err
+	}
+	limits := a.cfg.Gateway.FHIRLimits
 	a.fhir, err = fhirapi.New(fhirapi.Options{
-		Backend:      a.store,
-		Registry:     a.registry,
-		Validator:    validator,
+		Backend:       a.store,
+		Registry:      a.registry,
+		Validator:     validator,
+		Authenticator: verifier,
+		Policy:        engine,
+		Observe:       a.observeDecision,
+		Bundles: &bundle.Processor{
+			Backend: a.store, Validator: validator, BaseURL: a.cfg.FHIRBase(),
+			Parse:      bundle.SearchParser(a.registry, a.cfg.FHIRBase(), a.cfg.FHIR.MaxCount),
+			MaxEntries: limits.MaxBundleEntries, Log: a.log,
+		},
 		BaseURL:      a.cfg.FHIRBase(),
 		DefaultCount: a.cfg.FHIR.DefaultCount,
 		MaxCount:     a.cfg.FHIR.MaxCount,
 		PageKey:      pageKey,
-		MaxBodyBytes: a.cfg.Gateway.MaxBodyBytes,
+		MaxBodyBytes: a.cfg.Gateway.BodyLimit(config.GroupFHIR),
+		Security:     security,
 		Software:     "fhirgate",
 		Version:      a.version,
 		Logger:       a.log,
@@ -90,27 +176,100 @@ func (a *App) build(opts Options) error {
 	if err != nil {
 		return err
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/fhir", a.fhir)
-	mux.Handle("/fhir/", a.fhir)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = io.WriteString(w, "ok\n")
+	a.gw, err = gateway.New(a.cfg.Gateway, gateway.Deps{
+		Logger: a.log, Identify: identify, AllowedOrigin: allowedOrigins(clients), LookupEnv: a.lookup,
 	})
-	mux.HandleFunc("GET /readyz", a.readyz)
-	a.public = &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
+	if err != nil {
+		return err
+	}
+	a.metrics = metrics.New()
+	a.public = &http.Server{Handler: a.publicRoutes(), IdleTimeout: 2 * time.Minute}
+	a.gw.ConfigureServer(a.public)
+	if a.cfg.AdminAddr != "" {
+		handler, err := a.adminRoutes()
+		if err != nil {
+			return err
+		}
+		a.admin = &http.Server{Handler: handler, IdleTimeout: 2 * time.Minute}
+		a.gw.ConfigureServer(a.admin)
 	}
 	return nil
 }
 
+// publicRoutes mounts every route group behind the gateway chain of its group.
+func (a *App) publicRoutes() http.Handler {
+	authMux := http.NewServeMux()
+	a.auth.Register(authMux)
+	wrap := func(group string, h http.Handler) http.Handler {
+		return a.metrics.Instrument(group, a.gw.Wrap(group, h))
+	}
+	mux := http.NewServeMux()
+	fhirH := wrap(config.GroupFHIR, a.fhir)
+	mux.Handle("/fhir", fhirH)
+	mux.Handle("/fhir/", fhirH)
+	discovery := wrap(config.GroupDiscovery, a.fhirOrAuth(authMux))
+	mux.Handle("/fhir/metadata", discovery)
+	mux.Handle("/fhir/.well-known/", discovery)
+	mux.Handle("/.well-known/", discovery)
+	mux.Handle("/auth/jwks", discovery)
+	oauthH := wrap(config.GroupOAuth, authMux)
+	for _, p := range []string{authserver.PathToken, authserver.PathIntrospect, authserver.PathRevoke, authserver.PathRegister, authserver.PathUserinfo} {
+		mux.Handle(p, oauthH)
+	}
+	// Everything else of the authorization server is pages: authorize, login, consent,
+	// picker, logout, the EHR launcher.
+	loginH := wrap(config.GroupLogin, authMux)
+	mux.Handle("/auth/", loginH)
+	mux.Handle(authserver.PathEHR, loginH)
+	mux.Handle(authserver.PathEHR+"/", loginH)
+	mux.HandleFunc("GET /healthz", healthz)
+	mux.HandleFunc("GET /readyz", a.readyz)
+	mux.HandleFunc("GET /{$}", a.home)
+	return mux
+}
+
+// fhirOrAuth sends /fhir/metadata to the FHIR API and the discovery documents to the
+// authorization server.
+func (a *App) fhirOrAuth(authMux http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/fhir/metadata" {
+			a.fhir.ServeHTTP(w, r)
+			return
+		}
+		authMux.ServeHTTP(w, r)
+	})
+}
+
+func (a *App) adminRoutes() (http.Handler, error) {
+	token, _ := a.lookup(a.cfg.AdminTokenEnv)
+	mux := http.NewServeMux()
+	if token == "" {
+		a.log.Warn("the admin API is disabled: its token variable is empty", "variable", a.cfg.AdminTokenEnv)
+	} else {
+		api, err := adminapi.New(adminapi.Config{Token: token, Server: a.auth, Logger: a.log})
+		if err != nil {
+			return nil, fmt.Errorf("admin API (%s): %w", a.cfg.AdminTokenEnv, err)
+		}
+		api.Register(mux)
+	}
+	mux.Handle("GET /metrics", a.metrics.Handler())
+	mux.HandleFunc("GET /healthz", healthz)
+	mux.HandleFunc("GET /readyz", a.readyz)
+	return a.gw.Wrap(config.GroupAdmin, mux), nil
+}
+
+// observeDecision is told of every FHIR access decision; denials are logged at debug level
+// with their reasons until the audit trail records them.
+func (a *App) observeDecision(r *http.Request, in policy.Input, d policy.Decision) {
+	if !d.Allow {
+		a.log.DebugContext(r.Context(), "access denied", "interaction", in.Interaction, "type", in.Type, "id", in.ID, "reasons", d.Reasons)
+	}
+}
+
 // pageKey reads the paging-link key from the configured variable (hex, at least 32 bytes), or
 // makes a random one.
-func (a *App) pageKey(lookup func(string) (string, bool)) ([]byte, error) {
-	raw, ok := lookup(a.cfg.FHIR.PageTokenKeyEnv)
+func (a *App) pageKey() ([]byte, error) {
+	raw, ok := a.lookup(a.cfg.FHIR.PageTokenKeyEnv)
 	if !ok || raw == "" {
 		return nil, nil
 	}
@@ -121,17 +280,36 @@ func (a *App) pageKey(lookup func(string) (string, bool)) ([]byte, error) {
 	return key, nil
 }
 
+func healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = io.WriteString(w, "ok\n")
+}
+
+// readyz reports the database and the gateway's shared state (Redis); 503 when either fails.
 func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	status, body := http.StatusOK, "database: ok\n"
 	if err := a.store.Ping(ctx); err != nil {
 		a.log.Warn("not ready: database", "error", err)
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = io.WriteString(w, "database: unavailable\n")
-		return
+		status, body = http.StatusServiceUnavailable, "database: unavailable\n"
 	}
-	_, _ = io.WriteString(w, "database: ok\n")
+	if err := a.gw.ReadyCheck(ctx); err != nil {
+		a.log.Warn("not ready: gateway", "error", err)
+		status, body = http.StatusServiceUnavailable, body+"rate limits: "+err.Error()+"\n"
+	} else {
+		body += "rate limits: ok (" + a.gw.Engine() + ")\n"
+	}
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, body)
+}
+
+// home points a person who opens the base URL to what is there.
+func (a *App) home(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintf(w, "fhirgate %s\n\nFHIR base:        %s\nSMART discovery:  %s/.well-known/smart-configuration\nOIDC discovery:   %s/.well-known/openid-configuration\nEHR launcher:     %s/ehr\n",
+		a.version, a.cfg.FHIRBase(), a.cfg.FHIRBase(), a.cfg.Issuer(), a.cfg.Issuer())
 }
 
 // Handler is the public HTTP handler (tests serve it with httptest).
@@ -148,11 +326,20 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 		return err
 	}
 	errc := make(chan error, 2)
-	go func() { errc <- a.public.Serve(ln) }()
+	go func() { errc <- serveOn(a.public, ln) }()
+	if a.admin != nil {
+		aln, err := net.Listen("tcp", a.cfg.AdminAddr)
+		if err != nil {
+			_ = a.public.Close()
+			return fmt.Errorf("admin listener: %w", err)
+		}
+		go func() { errc <- serveOn(a.admin, aln) }()
+		a.log.Info("admin API listening", "addr", aln.Addr().String())
+	}
+	a.log.Info("fhirgate listening", "addr", ln.Addr().String(), "fhir_base", a.cfg.FHIRBase())
 	if ready != nil {
 		ready(ln.Addr().String())
 	}
-	a.log.Info("fhirgate listening", "addr", ln.Addr().String(), "fhir_base", a.cfg.FHIRBase())
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
@@ -169,5 +356,23 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 	return err
 }
 
-// Close releases the store.
-func (a *App) Close() error { return a.store.Close() }
+func serveOn(srv *http.Server, ln net.Listener) error {
+	if srv.TLSConfig != nil {
+		return srv.ServeTLS(ln, "", "")
+	}
+	return srv.Serve(ln)
+}
+
+// Close stops background work and releases the gateway and the store.
+func (a *App) Close() error {
+	if a.stop != nil {
+		a.stop()
+		a.wg.Wait()
+	}
+	var errs []error
+	if a.gw != nil {
+		errs = append(errs, a.gw.Close())
+	}
+	errs = append(errs, a.store.Close())
+	return errors.Join(errs...)
+}

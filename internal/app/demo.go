@@ -15,6 +15,7 @@ func (a *App) LoadDemo(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	defer a.printDemoLogins(out)
 	if present {
 		fmt.Fprintf(out, "demo data already in %s\n", a.cfg.DataDir)
 		return nil
@@ -27,4 +28,21 @@ func (a *App) LoadDemo(ctx context.Context, out io.Writer) error {
 	fmt.Fprintf(out, "demo data loaded in %s: %s\n  %d resources carry security labels\n  try: curl '%s/Patient?_count=5'\n",
 		time.Since(start).Round(time.Millisecond), sum, sum.Labeled, a.cfg.FHIRBase())
 	return nil
+}
+
+// printDemoLogins tells a person how to try a SMART flow against the demo.
+func (a *App) printDemoLogins(out io.Writer) {
+	if a.demo == nil {
+		return
+	}
+	fmt.Fprintf(out, `demo logins (for this demo only):
+  patient:   alice / %s   (Patient/%s)
+  patient:   bob / %s     (Patient/%s)
+  clinician: drsmith / %s (Practitioner/%s), EHR launcher at %s/ehr
+demo clients:
+  %s (public, PKCE), redirect URIs %v
+  %s (confidential, client_secret_basic, secret %s)
+`, demoPatientPassword, demo.AlicePatientID, demoPatient2Password, demo.BobPatientID,
+		demoClinicianPassword, demo.SmithPractitioner, a.cfg.Issuer(),
+		demoClientID, a.demo.clients[0].RedirectURIs, demoServiceClientID, demoServiceSecret)
 }

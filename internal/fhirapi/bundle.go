@@ -2,7 +2,6 @@ package fhirapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -35,7 +34,7 @@ func (a *API) postBundle(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out, err := json.Marshal(resp)
+	out, err := marshal(resp)
 	if err != nil {
 		return err
 	}

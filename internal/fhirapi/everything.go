@@ -1,7 +1,6 @@
 package fhirapi
 
 import (
-	"encoding/json"
 	"net/http"
 
 	"github.com/fhirgate/fhirgate/internal/fhir"
@@ -59,7 +58,7 @@ func (a *API) everything(w http.ResponseWriter, r *http.Request, id string) erro
 	}
 	total := len(b.Entry)
 	b.Total = &total
-	body, err := json.Marshal(b)
+	body, err := marshal(b)
 	if err != nil {
 		return err
 	}

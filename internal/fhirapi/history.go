@@ -3,7 +3,6 @@ package fhirapi
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -138,7 +137,7 @@ func (a *API) runHistory(w http.ResponseWriter, r *http.Request, interaction pol
 		}
 		b.Entry = append(b.Entry, entry)
 	}
-	body, err := json.Marshal(b)
+	body, err := marshal(b)
 	if err != nil {
 		return err
 	}

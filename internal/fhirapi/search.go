@@ -135,7 +135,7 @@ func (a *API) runSearch(w http.ResponseWriter, r *http.Request, interaction poli
 		oo := &fhir.OperationOutcome{ResourceType: "OperationOutcome", Issue: warnings}
 		b.Entry = append(b.Entry, fhir.BundleEntry{Resource: fhir.MarshalOutcome(oo), Search: &fhir.EntrySearch{Mode: "outcome"}})
 	}
-	body, err := json.Marshal(b)
+	body, err := marshal(b)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package fhirapi
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -243,4 +244,15 @@ func checkID(id string) error {
 		return fhir.Invalid("", "%q is not a valid resource id", id)
 	}
 	return nil
+}
+
+// marshal encodes a response body without HTML escaping, so URLs in links keep their '&'.
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
 }

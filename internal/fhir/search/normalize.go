@@ -57,7 +57,12 @@ func Normalize(s string) string {
 // first maxIndexedString bytes, :exact and :contains only within them.
 const maxIndexedString = 2048
 
+// capString is how every string enters the index: NUL characters removed (PostgreSQL text
+// cannot hold them) and cut at maxIndexedString bytes.
 func capString(s string) string {
+	if strings.IndexByte(s, 0) >= 0 {
+		s = strings.ReplaceAll(s, "\x00", "")
+	}
 	if len(s) <= maxIndexedString {
 		return s
 	}

@@ -65,4 +65,7 @@ func TestCapString(t *testing.T) {
 	if capString("short") != "short" {
 		t.Error("capString changed a short string")
 	}
+	if got := capString("a\x00b\x00"); got != "ab" {
+		t.Errorf("capString kept NUL: %q", got)
+	}
 }

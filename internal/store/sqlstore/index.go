@@ -121,96 +121,13 @@ func ixInsertStatement(t, n int) string {
 	return s
 }
 
-// indexStmts are the index statements prepared once per database (prepareIndex), so that a
-// write does not parse its SQL again. Inserts exist for 1, 2, 4, ... ixMaxRows rows. Without
-// them each transaction prepares the statements it uses once (txStatement).
-type indexStmts struct {
-	exists *sql.Stmt
-	del    [ixCount]*sql.Stmt
-	ins    [ixCount][ixInsertSizes]*sql.Stmt
-}
-
-// ixInsertSizes is the number of prepared multi-row INSERT sizes per table (1 << 0 ... 1 << 6).
-const ixInsertSizes = 7
-
-var preparedIndex sync.Map // weak.Pointer[sql.DB] -> *indexStmts
-
-// prepareIndex prepares the index statements on the write pool. Call it once after the
-// migrations, outside any transaction (on SQLite the write pool has one connection, which a
-// transaction holds). Without it the index is written with unprepared statements.
-func (s *Store) prepareIndex(ctx context.Context) error {
-	st := &indexStmts{}
-	var prepared []*sql.Stmt
-	prep := func(q string) (*sql.Stmt, error) {
-		stmt, err := s.write.PrepareContext(ctx, q)
-		if err != nil {
-			for _, p := range prepared {
-				p.Close()
-			}
-			return nil, fmt.Errorf("sqlstore: prepare index statements: %w", err)
-		}
-		prepared = append(prepared, stmt)
-		return stmt, nil
-	}
-	var err error
-	if st.exists, err = prep(ixExistsSQL); err != nil {
+// execIndex runs q in tx, prepared once per transaction (txStatement).
+func execIndex(ctx context.Context, tx *sql.Tx, q string, args ...any) error {
+	ps, err := txStatement(ctx, tx, q)
+	if err != nil {
 		return err
 	}
-	for t := range ixCount {
-		if st.del[t], err = prep(ixDeleteSQL[t]); err != nil {
-			return err
-		}
-		for i := range ixInsertSizes {
-			if st.ins[t][i], err = prep(ixInsertStatement(t, 1<<i)); err != nil {
-				return err
-			}
-		}
-	}
-	key := weak.Make(s.write)
-	preparedIndex.Store(key, st)
-	runtime.AddCleanup(s.write, func(k weak.Pointer[sql.DB]) { preparedIndex.Delete(k) }, key)
-	return nil
-}
-
-// indexStatements returns the prepared statements of db, nil when prepareIndex did not run.
-func indexStatements(db *sql.DB) *indexStmts {
-	if v, ok := preparedIndex.Load(weak.Make(db)); ok {
-		return v.(*indexStmts)
-	}
-	return nil
-}
-
-// closeIndex closes the statements of prepareIndex; call it before closing the write pool.
-func (s *Store) closeIndex() {
-	key := weak.Make(s.write)
-	v, ok := preparedIndex.LoadAndDelete(key)
-	if !ok {
-		return
-	}
-	st := v.(*indexStmts)
-	st.exists.Close()
-	for t := range ixCount {
-		st.del[t].Close()
-		for _, stmt := range st.ins[t] {
-			stmt.Close()
-		}
-	}
-}
-
-// execIndex runs stmt (prepared on the database by prepareIndex) in tx, or, when stmt is nil, q
-// prepared once per transaction (txStatement).
-func execIndex(ctx context.Context, tx *sql.Tx, stmt *sql.Stmt, q string, args ...any) error {
-	if stmt == nil {
-		ps, err := txStatement(ctx, tx, q)
-		if err != nil {
-			return err
-		}
-		_, err = ps.ExecContext(ctx, args...)
-		return err
-	}
-	ts := tx.StmtContext(ctx, stmt)
-	defer ts.Close() // releases the transaction's handle only; stmt stays prepared
-	_, err := ts.ExecContext(ctx, args...)
+	_, err = ps.ExecContext(ctx, args...)
 	return err
 }
 
@@ -254,31 +171,18 @@ func (s *Store) deleteIndex(ctx context.Context, tx *sql.Tx, pk int64) error {
 	for i := range has {
 		dest[i] = &has[i]
 	}
-	st := indexStatements(s.write)
-	var row *sql.Row
-	if st != nil {
-		ts := tx.StmtContext(ctx, st.exists)
-		defer ts.Close()
-		row = ts.QueryRowContext(ctx, pk)
-	} else {
-		ps, err := txStatement(ctx, tx, ixExistsSQL)
-		if err != nil {
-			return fmt.Errorf("sqlstore: index of pk %d: %w", pk, err)
-		}
-		row = ps.QueryRowContext(ctx, pk)
+	ps, err := txStatement(ctx, tx, ixExistsSQL)
+	if err != nil {
+		return fmt.Errorf("sqlstore: index of pk %d: %w", pk, err)
 	}
-	if err := row.Scan(dest...); err != nil {
+	if err := ps.QueryRowContext(ctx, pk).Scan(dest...); err != nil {
 		return fmt.Errorf("sqlstore: index of pk %d: %w", pk, err)
 	}
 	for i, h := range has {
 		if !h {
 			continue
 		}
-		var stmt *sql.Stmt
-		if st != nil {
-			stmt = st.del[i]
-		}
-		if err := execIndex(ctx, tx, stmt, ixDeleteSQL[i], pk); err != nil {
+		if err := execIndex(ctx, tx, ixDeleteSQL[i], pk); err != nil {
 			return fmt.Errorf("sqlstore: delete %s rows of pk %d: %w", idxTables[i].name, pk, err)
 		}
 	}
@@ -340,9 +244,8 @@ func (s *Store) writeIndex(ctx context.Context, tx *sql.Tx, pk int64, resourceTy
 	for _, id := range compartment.Membership(resourceType, entries) {
 		add(ixCompartment, pk, resourceType, compartment.TypePatient, id)
 	}
-	st := indexStatements(s.write)
 	for t := range ixCount {
-		if err := insertIndexRows(ctx, tx, st, t, rows[t], counts[t]); err != nil {
+		if err := insertIndexRows(ctx, tx, t, rows[t], counts[t]); err != nil {
 			return fmt.Errorf("sqlstore: index %s pk %d: %w", resourceType, pk, err)
 		}
 	}
@@ -378,22 +281,12 @@ func compositeSecond(s *search.Entry) (vSystem, vCode, vString string, num, low,
 }
 
 // insertIndexRows writes n rows (vals flattened) into table t with multi-row INSERTs of 1, 2, 4,
-// ... ixMaxRows rows (few distinct statements, so that prepared ones are reused).
-func insertIndexRows(ctx context.Context, tx *sql.Tx, st *indexStmts, t int, vals []any, n int) error {
+// ... ixMaxRows rows: few distinct statements, so that a transaction reuses the ones it prepared.
+func insertIndexRows(ctx context.Context, tx *sql.Tx, t int, vals []any, n int) error {
 	width := len(idxTables[t].cols)
 	for n > 0 {
-		i := bits.Len(uint(min(n, ixMaxRows))) - 1
-		k := 1 << i
-		var (
-			stmt *sql.Stmt
-			q    string
-		)
-		if st != nil {
-			stmt = st.ins[t][i]
-		} else {
-			q = ixInsertStatement(t, k)
-		}
-		if err := execIndex(ctx, tx, stmt, q, vals[:k*width]...); err != nil {
+		k := 1 << (bits.Len(uint(min(n, ixMaxRows))) - 1)
+		if err := execIndex(ctx, tx, ixInsertStatement(t, k), vals[:k*width]...); err != nil {
 			return fmt.Errorf("insert into %s: %w", idxTables[t].name, err)
 		}
 		vals, n = vals[k*width:], n-k

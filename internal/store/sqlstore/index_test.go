@@ -19,21 +19,7 @@ import (
 	"github.com/fhirgate/fhirgate/internal/fhir/search"
 )
 
-// openIndexStore opens a store with the index statements prepared, as Open does.
 func openIndexStore(t testing.TB) *Store {
-	t.Helper()
-	s := openUnpreparedStore(t)
-	if indexStatements(s.write) == nil {
-		if err := s.prepareIndex(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(s.closeIndex)
-	}
-	return s
-}
-
-// openUnpreparedStore opens a store whose index is written with unprepared statements.
-func openUnpreparedStore(t testing.TB) *Store {
 	t.Helper()
 	s, err := Open(context.Background(), Options{Driver: "sqlite", DSN: filepath.Join(t.TempDir(), "index.db"),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
@@ -119,17 +105,33 @@ func writeIndexTx(t *testing.T, s *Store, pk int64, typ, body string) error {
 }
 
 func TestWriteIndexRows(t *testing.T) {
-	t.Run("prepared", func(t *testing.T) { testWriteIndexRows(t, openIndexStore(t)) })
-	t.Run("unprepared", func(t *testing.T) { testWriteIndexRows(t, openUnpreparedStore(t)) })
+	t.Run("one transaction each", func(t *testing.T) { testWriteIndexRows(t, openIndexStore(t), false) })
+	t.Run("one transaction", func(t *testing.T) { testWriteIndexRows(t, openIndexStore(t), true) })
 }
 
-func testWriteIndexRows(t *testing.T, s *Store) {
-	if err := writeIndexTx(t, s, 7, "Observation", indexObservation); err != nil {
-		t.Fatal(err)
-	}
-	// Writing the same resource again (an update) gives the same rows, not twice as many.
-	if err := writeIndexTx(t, s, 7, "Observation", indexObservation); err != nil {
-		t.Fatal(err)
+func testWriteIndexRows(t *testing.T, s *Store, oneTx bool) {
+	ctx := context.Background()
+	if oneTx {
+		// Several writes in one transaction reuse the statements it prepared.
+		err := s.inTx(ctx, func(tx *sql.Tx) error {
+			for _, pk := range []int64{7, 8, 7} {
+				if err := s.writeIndex(ctx, tx, pk, "Observation", []byte(indexObservation)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		if err := writeIndexTx(t, s, 7, "Observation", indexObservation); err != nil {
+			t.Fatal(err)
+		}
+		// Writing the same resource again (an update) gives the same rows, not twice as many.
+		if err := writeIndexTx(t, s, 7, "Observation", indexObservation); err != nil {
+			t.Fatal(err)
+		}
 	}
 	tests := []struct {
 		table string
@@ -223,11 +225,7 @@ func TestWriteIndexReplacesAndDeletes(t *testing.T) {
 
 // TestWriteIndexManyRows crosses the multi-row INSERT limit.
 func TestWriteIndexManyRows(t *testing.T) {
-	t.Run("prepared", func(t *testing.T) { testWriteIndexManyRows(t, openIndexStore(t)) })
-	t.Run("unprepared", func(t *testing.T) { testWriteIndexManyRows(t, openUnpreparedStore(t)) })
-}
-
-func testWriteIndexManyRows(t *testing.T, s *Store) {
+	s := openIndexStore(t)
 	var given []string
 	for i := range 150 {
 		given = append(given, fmt.Sprintf("%q", fmt.Sprintf("Name%03d", i)))
@@ -330,21 +328,22 @@ func TestIndexSearch(t *testing.T) {
 	}
 }
 
-// BenchmarkWriteIndex writes the index of Observations, 100 per transaction, as a bulk import
-// does.
+// BenchmarkWriteIndex writes the index of Observations, 100 per transaction as a bulk import
+// does, and one per transaction as single creates do.
 func BenchmarkWriteIndex(b *testing.B) {
-	b.Run("prepared", func(b *testing.B) { benchmarkWriteIndex(b, openIndexStore(b)) })
-	b.Run("unprepared", func(b *testing.B) { benchmarkWriteIndex(b, openUnpreparedStore(b)) })
+	b.Run("100 per tx", func(b *testing.B) { benchmarkWriteIndex(b, 100) })
+	b.Run("1 per tx", func(b *testing.B) { benchmarkWriteIndex(b, 1) })
 }
 
-func benchmarkWriteIndex(b *testing.B, s *Store) {
+func benchmarkWriteIndex(b *testing.B, perTx int) {
+	s := openIndexStore(b)
 	ctx := context.Background()
 	body := []byte(indexObservation)
 	pk := int64(0)
 	b.ReportAllocs()
 	for b.Loop() {
 		err := s.inTx(ctx, func(tx *sql.Tx) error {
-			for range 100 {
+			for range perTx {
 				pk++
 				if err := s.writeIndex(ctx, tx, pk, "Observation", body); err != nil {
 					return err
@@ -356,5 +355,5 @@ func benchmarkWriteIndex(b *testing.B, s *Store) {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*100), "µs/resource")
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*perTx), "µs/resource")
 }
