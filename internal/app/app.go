@@ -142,6 +142,12 @@ func (a *App) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Compile every type's schema in the background so no first write pays for it.
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		validator.CompileAll()
+	}()
 	pageKey, err := a.pageKey()
 	if err != nil {
 		return err

@@ -13,9 +13,21 @@ import (
 // The cross-check against the SQL store's compartment search is in
 // internal/fhir/search/match_crosscheck_test.go (TestMembershipCrossCheckStore).
 
+// sharedRegistry is built once: every Registry compiles its own Extractor on first use.
+var sharedRegistry = sync.OnceValues(search.DefaultRegistry)
+
+func sharedReg(t *testing.T) *search.Registry {
+	t.Helper()
+	reg, err := sharedRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
 func newChecker(t *testing.T, set *compartment.Set) *compartment.MembershipChecker {
 	t.Helper()
-	m, err := compartment.NewMembership(registry(t), set)
+	m, err := compartment.NewMembership(sharedReg(t), set)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +76,7 @@ func TestMembershipChecker(t *testing.T) {
 				t.Errorf("InCompartment(%v, %s) = %v, want %v", tt.comp, tt.typ, got, tt.want)
 			}
 			// The store writes its idx_compartment rows with compartment.Membership.
-			entries, err := registry(t).Extract(tt.typ, []byte(tt.body))
+			entries, err := sharedReg(t).Extract(tt.typ, []byte(tt.body))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -123,7 +135,7 @@ func TestNewMembershipErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := compartment.NewMembership(registry(t), empty); !errors.Is(err, compartment.ErrDefinition) {
+	if _, err := compartment.NewMembership(sharedReg(t), empty); !errors.Is(err, compartment.ErrDefinition) {
 		t.Errorf("empty set: %v", err)
 	}
 	// A definition naming a parameter that is not a reference (or not defined) is refused.
@@ -136,7 +148,7 @@ func TestNewMembershipErrors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := compartment.NewMembership(registry(t), set); !errors.Is(err, compartment.ErrDefinition) {
+		if _, err := compartment.NewMembership(sharedReg(t), set); !errors.Is(err, compartment.ErrDefinition) {
 			t.Errorf("definition with Observation.%s: %v", param, err)
 		}
 	}
@@ -189,7 +201,7 @@ func TestWithParams(t *testing.T) {
 		t.Fatal(err)
 	}
 	badSet, _ := compartment.NewSet(bad)
-	if _, err := compartment.NewMembership(registry(t), badSet); !errors.Is(err, compartment.ErrDefinition) {
+	if _, err := compartment.NewMembership(sharedReg(t), badSet); !errors.Is(err, compartment.ErrDefinition) {
 		t.Errorf("NewMembership with Device.type: %v", err)
 	}
 }
@@ -230,7 +242,7 @@ func FuzzInCompartment(f *testing.F) {
 	} {
 		f.Add(s.typ, s.body, s.id)
 	}
-	reg, err := search.DefaultRegistry()
+	reg, err := sharedRegistry()
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -280,8 +280,8 @@ func (x *Extractor) composite(ev *evaluator, c *compiled, elems []pathItem, out 
 	second := c.p.Components[1].Param
 	firsts, seconds := ev.firsts[:0], ev.seconds[:0]
 	defer func() {
-		clear(firsts)
-		clear(seconds)
+		clear(firsts[:cap(firsts)]) // drop every string the scratch held, not only the last element's
+		clear(seconds[:cap(seconds)])
 		ev.firsts, ev.seconds = firsts[:0], seconds[:0]
 	}()
 	for _, el := range elems {

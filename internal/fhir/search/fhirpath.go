@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -683,7 +684,9 @@ func (m *typeModel) check(e *expr, focus, resource typeSet) (typeSet, error) {
 				continue
 			}
 			props := m.lookup(t, e.name)
-			e.props = append(e.props, typeProps{t, props})
+			if !slices.ContainsFunc(e.props, func(tp typeProps) bool { return tp.typ == t }) {
+				e.props = append(e.props, typeProps{t, props})
+			}
 			for _, p := range props {
 				out[p.typ] = true
 			}

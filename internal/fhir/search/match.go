@@ -26,8 +26,8 @@ var ErrNotEvaluable = errors.New("search: clause cannot be evaluated in memory")
 // policy.Matcher). Build it with NewMatcher; it is immutable and safe for concurrent use.
 type Matcher struct {
 	x *Extractor
-	// indexed holds, per resource type, the codes of the parameters the Extractor indexes.
-	indexed map[string]map[string]bool
+	// indexed holds, per resource type, the parameters the Extractor indexes by code.
+	indexed map[string]map[string]*Param
 }
 
 // NewMatcher builds a Matcher over the index extraction of reg (the Extractor reg.Extract
@@ -40,11 +40,11 @@ func NewMatcher(reg *Registry) (*Matcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Matcher{x: x, indexed: make(map[string]map[string]bool, len(x.byType))}
+	m := &Matcher{x: x, indexed: make(map[string]map[string]*Param, len(x.byType))}
 	for typ, cs := range x.byType {
-		codes := make(map[string]bool, len(cs))
+		codes := make(map[string]*Param, len(cs))
 		for _, c := range cs {
-			codes[c.p.Code] = true
+			codes[c.p.Code] = c.p
 		}
 		m.indexed[typ] = codes
 	}
@@ -72,8 +72,14 @@ func (m *Matcher) Matches(resourceType string, body []byte, clauses []Clause) (b
 		if err := checkMatchClause(c); err != nil {
 			return false, err
 		}
-		if !m.indexed[resourceType][c.Param.Code] {
+		// The parameter must be the one the index holds for the type: a clause made for
+		// another type (or another definition of the code) says nothing about this body.
+		ip := m.indexed[resourceType][c.Param.Code]
+		if ip == nil {
 			return false, notEvaluable("%s has no indexed search parameter %s", truncate(resourceType), truncate(c.Param.Code))
+		}
+		if ip != c.Param && (ip.Type != c.Param.Type || ip.Expression != c.Param.Expression) {
+			return false, notEvaluable("the clause's parameter %s is not %s's", truncate(c.Param.Code), truncate(resourceType))
 		}
 	}
 	entries, err := m.x.Extract(resourceType, body)
@@ -373,12 +379,13 @@ func matchRow(p *Param, mod string, v *Value, e *Entry) (bool, error) {
 	return false, notEvaluable("the search parameter %s has type %s", p.Code, p.Type)
 }
 
-// prefixRange mirrors the SQL prefix predicate col >= p AND col < p || U+10FFFF (byte order).
+// matchPrefixRange mirrors the SQL prefix predicate col >= p AND col < p || U+10FFFF, in
+// byte order (SQLite's BINARY collation).
 func matchPrefixRange(s, p string) bool {
 	return s >= p && s < p+"\U0010FFFF"
 }
 
-// sqlPrefix mirrors substr(url, 1, len(base)) = base, where substr counts characters and
+// matchSQLPrefix mirrors substr(url, 1, len(base)) = base, where substr counts characters and
 // len(base) is a byte length: the first len(base) characters of url must equal base.
 func matchSQLPrefix(url, base string) bool {
 	n := len(base)
@@ -390,7 +397,7 @@ func matchSQLPrefix(url, base string) bool {
 	return url[:i] == base
 }
 
-// tokenPred mirrors sqlBuilder.tokenPred: code, system|code, |code and system|.
+// matchToken mirrors sqlBuilder.tokenPred: code, system|code, |code and system|.
 func matchToken(v *Value, system, code string) bool {
 	switch {
 	case !v.HasSystem:
@@ -401,7 +408,7 @@ func matchToken(v *Value, system, code string) bool {
 	return code == v.Code && system == v.System
 }
 
-// unitPred mirrors sqlBuilder.unitPred; hasUnit is false where the SQL passes no unit column.
+// matchUnit mirrors sqlBuilder.unitPred; hasUnit is false where the SQL passes no unit column.
 func matchUnit(v *Value, system, code, unit string, hasUnit bool) bool {
 	switch {
 	case v.HasSystem && v.Code != "":
@@ -416,7 +423,7 @@ func matchUnit(v *Value, system, code, unit string, hasUnit bool) bool {
 	return true
 }
 
-// datePred mirrors sqlBuilder.datePred: a stored range [low, high] against the value's range.
+// matchDate mirrors sqlBuilder.datePred: a stored range [low, high] against the value's range.
 func matchDate(v *Value, low, high int64) bool {
 	eq := low >= v.Low && high <= v.High
 	switch v.Prefix {
@@ -440,7 +447,7 @@ func matchDate(v *Value, low, high int64) bool {
 	return eq
 }
 
-// numberPred mirrors sqlBuilder.numberPred.
+// matchNumber mirrors sqlBuilder.numberPred.
 func matchNumber(v *Value, n float64) bool {
 	switch v.Prefix {
 	case "ne":
@@ -459,7 +466,7 @@ func matchNumber(v *Value, n float64) bool {
 	return n >= v.NumLow && n < v.NumHigh
 }
 
-// compositePred mirrors sqlBuilder.compositePred over the idx_composite row the store writes for
+// matchComposite mirrors sqlBuilder.compositePred over the idx_composite row the store writes for
 // the entry (index.go compositeSecond).
 func matchComposite(p *Param, v *Value, e *Entry) (bool, error) {
 	if len(v.Components) != 2 || len(p.Components) != 2 || p.Components[1].Param == nil {
@@ -521,7 +528,7 @@ func matchCompositeRowOf(s *Entry) matchCompositeRow {
 	return r
 }
 
-// uriAncestors lists u and every URI above it at a '/' boundary
+// matchURIAncestors lists u and every URI above it at a '/' boundary
 // (http://a/b/c: http://a/b/c, http://a/b, http://a), as sqlstore does for :above.
 func matchURIAncestors(u string) []string {
 	out := []string{u}

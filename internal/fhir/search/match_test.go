@@ -245,6 +245,23 @@ func TestMatcherNoClauses(t *testing.T) {
 	}
 }
 
+// TestMatcherOtherRegistry: clauses parsed with another registry built from the same
+// definitions are evaluated like the matcher's own.
+func TestMatcherOtherRegistry(t *testing.T) {
+	_, m := mtMatcher(t)
+	other, err := search.DefaultRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := search.ParseClause(other, []string{"Observation"}, "category", "laboratory", mtParseOpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := m.Matches("Observation", []byte(mtObs), []search.Clause{c}); !ok || err != nil {
+		t.Errorf("Matches = %v, %v; want true", ok, err)
+	}
+}
+
 // TestMatcherBodyWithoutID: a body not stored yet has no id and no lastUpdated; constraints on
 // them cannot hold.
 func TestMatcherBodyWithoutID(t *testing.T) {
@@ -306,6 +323,7 @@ func TestMatcherErrors(t *testing.T) {
 		{"missing with a bad value", "Observation", mtObs, []search.Clause{{Param: code, Modifier: "missing", Values: []search.Value{{Raw: "yes", Missing: true}}}}, true},
 		{"composite with one component", "Observation", mtObs, []search.Clause{cvq}, true},
 		{"parameter of another type", "Observation", mtObs, []search.Clause{parsed("Patient", "name", "x")}, true},
+		{"same code on another type", "Practitioner", `{"resourceType":"Practitioner","name":[{"family":"X"}]}`, []search.Clause{parsed("Patient", "name", "x")}, true},
 		{"special parameter", "Location", `{"resourceType":"Location"}`, []search.Clause{{Param: param("Location", "near"), Values: []search.Value{{Raw: "1|2"}}}}, true},
 		{"wrong resource type", "Patient", mtObs, mtClauses(t, "Patient", "gender=male"), false},
 		{"not JSON", "Observation", `{"resourceType":`, mtClauses(t, "Observation", "status=final"), false},

@@ -9,10 +9,14 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver of TestWriteIndexPostgres
 
 	"github.com/fhirgate/fhirgate/internal/backend"
 	"github.com/fhirgate/fhirgate/internal/fhir"
@@ -356,4 +360,78 @@ func benchmarkWriteIndex(b *testing.B, perTx int) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*perTx), "µs/resource")
+}
+
+// TestWriteIndexPostgres runs the writer's SQL on PostgreSQL (FHIRGATE_TEST_POSTGRES, a DSN): the
+// index tables of migration 00002 with PostgreSQL types, created inside a transaction that is
+// rolled back, so the database is left as it was.
+func TestWriteIndexPostgres(t *testing.T) {
+	dsn := os.Getenv("FHIRGATE_TEST_POSTGRES")
+	if dsn == "" {
+		t.Skip("FHIRGATE_TEST_POSTGRES is not set (a PostgreSQL DSN); skipping the PostgreSQL index test")
+	}
+	ctx := context.Background()
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	reg, err := search.DefaultRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ddl, err := migrations.ReadFile("migrations/sqlite/00002_search_index.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, _, _ := strings.Cut(string(ddl), "-- +goose Down")
+	up = strings.NewReplacer("INTEGER", "BIGINT", "REAL", "DOUBLE PRECISION").Replace(up)
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	schema := fmt.Sprintf("fhirgate_index_test_%d", time.Now().UnixNano())
+	for _, stmt := range []string{"CREATE SCHEMA " + schema, "SET LOCAL search_path TO " + schema, up} {
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			t.Fatalf("%.60s: %v", stmt, err)
+		}
+	}
+	s := &Store{registry: reg}
+	for _, pk := range []int64{1, 1, 2} { // the second write of pk 1 replaces its rows
+		if err := s.writeIndex(ctx, tx, pk, "Observation", []byte(indexObservation)); err != nil {
+			t.Fatalf("writeIndex: %v", err)
+		}
+	}
+	count := func(table string, pk int64) int {
+		var n int
+		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+table+" WHERE res_pk = $1", pk).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	want := map[string]int{"idx_token": 6, "idx_reference": 4, "idx_date": 1, "idx_quantity": 4, "idx_composite": 4, "idx_compartment": 2}
+	for table, n := range want {
+		if got := count(table, 1); got != n {
+			t.Errorf("PostgreSQL %s rows of pk 1 = %d, want %d", table, got, n)
+		}
+	}
+	var low, high int64
+	if err := tx.QueryRowContext(ctx, "SELECT low, high FROM idx_date WHERE res_pk = 1").Scan(&low, &high); err != nil {
+		t.Fatal(err)
+	}
+	if low != 1714953600000000 || high != 1715039999999999 {
+		t.Errorf("PostgreSQL idx_date = [%d, %d]", low, high)
+	}
+	if err := s.deleteIndex(ctx, tx, 1); err != nil {
+		t.Fatalf("deleteIndex: %v", err)
+	}
+	for table := range want {
+		if got := count(table, 1); got != 0 {
+			t.Errorf("after deleteIndex, PostgreSQL %s holds %d rows of pk 1", table, got)
+		}
+		if got := count(table, 2); got != want[table] {
+			t.Errorf("deleteIndex(1) changed the %s rows of pk 2: %d", table, got)
+		}
+	}
 }
