@@ -48,11 +48,13 @@ type Store struct {
 	// BEGIN IMMEDIATE, so writers queue in Go instead of spinning on SQLITE_BUSY).
 	write *sql.DB
 	// read is the pool for reads; the same pool as write on PostgreSQL.
-	read     *sql.DB
-	dialect  dialect
-	registry *search.Registry
-	now      func() time.Time
-	log      *slog.Logger
+	read    *sql.DB
+	dialect dialect
+	// committer groups concurrent SQLite write transactions into one commit (commit.go).
+	committer *groupCommitter
+	registry  *search.Registry
+	now       func() time.Time
+	log       *slog.Logger
 }
 
 // Open connects, runs pending migrations and returns the store.
@@ -124,6 +126,7 @@ func (s *Store) openSQLite(opts Options) error {
 	r.SetMaxIdleConns(n)
 	r.SetConnMaxLifetime(0)
 	s.write, s.read = w, r
+	s.committer = newGroupCommitter(w)
 	return nil
 }
 
@@ -148,6 +151,9 @@ func (s *Store) migrate(ctx context.Context) error {
 
 // Close closes every connection.
 func (s *Store) Close() error {
+	if s.committer != nil {
+		s.committer.close()
+	}
 	var errs []error
 	if s.read != nil && s.read != s.write {
 		errs = append(errs, s.read.Close())
@@ -176,6 +182,9 @@ type queryer interface {
 
 // inTx runs fn in a write transaction, committing when it returns nil.
 func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+	if s.committer != nil {
+		return s.committer.run(ctx, fn)
+	}
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlstore: begin: %w", err)
