@@ -48,7 +48,11 @@ func (a *API) everything(w http.ResponseWriter, r *http.Request, id string) erro
 				if len(b.Entry) == everythingLimit {
 					return fhir.Errorf(http.StatusUnprocessableEntity, "too-costly", "the record holds more than %d resources; search it type by type", everythingLimit)
 				}
-				b.Entry = append(b.Entry, a.searchEntry(m, "match", nil))
+				e, err := a.searchEntry(m, "match", "", nil)
+				if err != nil {
+					return err
+				}
+				b.Entry = append(b.Entry, e)
 			}
 			if res.Next == "" {
 				break

@@ -382,3 +382,23 @@ func TestMetadata(t *testing.T) {
 		t.Errorf("Patient capability = %v", patient)
 	}
 }
+
+func TestSummaryAndElements(t *testing.T) {
+	c := newServer(t)
+	id, _ := c.create("Patient", strings.Replace(alice, `"gender":"female"`, `"gender":"female","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">Alice</div>"}`, 1))
+	c.create("Patient", alice)
+	count := c.do("GET", "/Patient?_summary=count", "").json(t)
+	if count["total"] != float64(2) || count["entry"] != nil {
+		t.Errorf("_summary=count = %v, want total 2 and no entries", count)
+	}
+	b := c.do("GET", "/Patient?_elements=gender&_id="+id, "").json(t)
+	res := b["entry"].([]any)[0].(map[string]any)["resource"].(map[string]any)
+	if res["gender"] != "female" || res["name"] != nil || !strings.Contains(fmt.Sprint(res["meta"]), "SUBSETTED") {
+		t.Errorf("_elements=gender gave %v", res)
+	}
+	r := c.do("GET", "/Patient/"+id+"?_summary=data", "").json(t)
+	if r["text"] != nil || r["name"] == nil || !strings.Contains(fmt.Sprint(r["meta"]), "SUBSETTED") {
+		t.Errorf("read with _summary=data gave %v", r)
+	}
+	wantOutcome(t, c.do("GET", "/Patient/"+id+"?_summary=count", ""), 400, "_summary")
+}

@@ -43,7 +43,32 @@ func (a *API) read(w http.ResponseWriter, r *http.Request) error {
 	if notModified(w, r, res) {
 		return nil
 	}
-	a.writeResource(w, http.StatusOK, res)
+	return a.writeShaped(w, r, res)
+}
+
+// writeShaped answers a read with _summary or _elements applied when the request asks for them.
+func (a *API) writeShaped(w http.ResponseWriter, r *http.Request, res *fhir.Resource) error {
+	q := r.URL.Query()
+	var elements []string
+	for _, v := range q["_elements"] {
+		for e := range strings.SplitSeq(v, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				elements = append(elements, e)
+			}
+		}
+	}
+	mode := q.Get("_summary")
+	switch mode {
+	case "", "false", "true", "text", "data":
+	default:
+		return fhir.Invalid("_summary", "_summary on a read must be true, text, data or false, got %q", mode)
+	}
+	body, err := shape(res, mode, elements)
+	if err != nil {
+		return err
+	}
+	setVersionHeaders(w, res)
+	writeJSON(w, http.StatusOK, body)
 	return nil
 }
 

@@ -1,13 +1,14 @@
 package fhirapi
 
 import (
-	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 
 	"github.com/fhirgate/fhirgate/internal/fhir"
 	"github.com/fhirgate/fhirgate/internal/fhir/search"
+	"github.com/fhirgate/fhirgate/internal/fhir/summary"
 	"github.com/fhirgate/fhirgate/internal/policy"
 )
 
@@ -124,12 +125,19 @@ func (a *API) runSearch(w http.ResponseWriter, r *http.Request, interaction poli
 		next.Set(pageParam, a.pages.sign(r.URL.Path, params, res.Next, pageBinding(r)))
 		b.Link = append(b.Link, fhir.BundleLink{Relation: "next", URL: a.opts.BaseURL + strings.TrimPrefix(r.URL.Path, "/fhir") + "?" + next.Encode()})
 	}
-	elements := elementsOf(params)
 	for _, m := range matches {
-		b.Entry = append(b.Entry, a.searchEntry(m, "match", elements))
+		e, err := a.searchEntry(m, "match", q.Summary, q.Elements)
+		if err != nil {
+			return err
+		}
+		b.Entry = append(b.Entry, e)
 	}
 	for _, inc := range included {
-		b.Entry = append(b.Entry, a.searchEntry(inc, "include", nil))
+		e, err := a.searchEntry(inc, "include", q.Summary, nil)
+		if err != nil {
+			return err
+		}
+		b.Entry = append(b.Entry, e)
 	}
 	if len(warnings) > 0 {
 		oo := &fhir.OperationOutcome{ResourceType: "OperationOutcome", Issue: warnings}
@@ -163,16 +171,35 @@ func (a *API) filterResults(r *http.Request, d policy.Decision, matches, include
 	return okMatches, okIncluded, held
 }
 
-func (a *API) searchEntry(res *fhir.Resource, mode string, elements []string) fhir.BundleEntry {
-	body := res.Body
-	if len(elements) > 0 {
-		body = subsetElements(body, elements)
+func (a *API) searchEntry(res *fhir.Resource, mode, summaryMode string, elements []string) (fhir.BundleEntry, error) {
+	body, err := shape(res, summaryMode, elements)
+	if err != nil {
+		return fhir.BundleEntry{}, err
 	}
 	return fhir.BundleEntry{
 		FullURL:  a.opts.BaseURL + "/" + res.Type + "/" + res.ID,
 		Resource: body,
 		Search:   &fhir.EntrySearch{Mode: mode},
+	}, nil
+}
+
+// shape applies _summary (true, text, data) or else _elements to a resource about to be
+// returned; a stored body that cannot be shaped is an internal error, never sent unfiltered.
+func shape(res *fhir.Resource, summaryMode string, elements []string) ([]byte, error) {
+	var (
+		body = res.Body
+		err  error
+	)
+	switch {
+	case summaryMode == "true" || summaryMode == "text" || summaryMode == "data":
+		body, err = summary.Apply(summaryMode, res.Type, body)
+	case len(elements) > 0:
+		body, err = summary.Elements(body, elements)
 	}
+	if err != nil {
+		return nil, fmt.Errorf("fhirapi: shape %s/%s: %w", res.Type, res.ID, err)
+	}
+	return body, nil
 }
 
 // selfURL is the request as the server understood it, without the page token.
@@ -212,52 +239,6 @@ func cloneValues(v url.Values) url.Values {
 	out := make(url.Values, len(v))
 	for k, vs := range v {
 		out[k] = append([]string(nil), vs...)
-	}
-	return out
-}
-
-// elementsOf returns the _elements list.
-func elementsOf(params url.Values) []string {
-	var out []string
-	for _, v := range params["_elements"] {
-		for e := range strings.SplitSeq(v, ",") {
-			if e = strings.TrimSpace(e); e != "" {
-				out = append(out, e)
-			}
-		}
-	}
-	return out
-}
-
-// subsetElements keeps the listed top-level elements (plus resourceType, id and meta) and marks the
-// resource SUBSETTED, as the spec asks for _elements.
-func subsetElements(body []byte, elements []string) []byte {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(body, &m); err != nil {
-		return body
-	}
-	keep := map[string]bool{"resourceType": true, "id": true, "meta": true}
-	for _, e := range elements {
-		keep[e] = true
-	}
-	for k := range m {
-		if !keep[k] {
-			delete(m, k)
-		}
-	}
-	var meta map[string]json.RawMessage
-	_ = json.Unmarshal(m["meta"], &meta)
-	if meta == nil {
-		meta = map[string]json.RawMessage{}
-	}
-	var tags []json.RawMessage
-	_ = json.Unmarshal(meta["tag"], &tags)
-	tags = append(tags, json.RawMessage(`{"system":"http://terminology.hl7.org/CodeSystem/v3-ObservationValue","code":"SUBSETTED"}`))
-	meta["tag"], _ = json.Marshal(tags)
-	m["meta"], _ = json.Marshal(meta)
-	out, err := json.Marshal(m)
-	if err != nil {
-		return body
 	}
 	return out
 }
