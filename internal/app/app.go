@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fhirgate/fhirgate/internal/adminapi"
+	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/authn"
 	"github.com/fhirgate/fhirgate/internal/authserver"
 	"github.com/fhirgate/fhirgate/internal/bundle"
@@ -24,6 +25,7 @@ import (
 	"github.com/fhirgate/fhirgate/internal/fhir/validate"
 	"github.com/fhirgate/fhirgate/internal/fhirapi"
 	"github.com/fhirgate/fhirgate/internal/gateway"
+	"github.com/fhirgate/fhirgate/internal/keys"
 	"github.com/fhirgate/fhirgate/internal/metrics"
 	"github.com/fhirgate/fhirgate/internal/policy"
 	"github.com/fhirgate/fhirgate/internal/store/sqlstore"
@@ -37,6 +39,7 @@ type App struct {
 	registry *search.Registry
 	store    *sqlstore.Store
 	auth     *authserver.Server
+	audit    *audit.Trail
 	gw       *gateway.Gateway
 	fhir     *fhirapi.API
 	metrics  *metrics.Metrics
@@ -93,6 +96,9 @@ func (a *App) build(ctx context.Context) error {
 	kms, err := authserver.OpenKeys(ctx, a.store, a.cfg.Auth, a.cfg.DataDir, a.lookup, nil, a.log)
 	if err != nil {
 		return fmt.Errorf("signing keys: %w", err)
+	}
+	if err := a.openAudit(ctx, kms); err != nil {
+		return err
 	}
 	initialAccessToken := ""
 	if v := a.cfg.Auth.Registration.InitialAccessTokenEnv; v != "" {
@@ -164,6 +170,8 @@ func (a *App) build(ctx context.Context) error {
 		Authenticator: verifier,
 		Policy:        engine,
 		Observe:       a.observeDecision,
+		Audit:         a.audit,
+		AuditLog:      a.store,
 		Bundles: &bundle.Processor{
 			Backend: a.store, Validator: validator, BaseURL: a.cfg.FHIRBase(),
 			Parse:      bundle.SearchParser(a.registry, a.cfg.FHIRBase(), a.cfg.FHIR.MaxCount),
@@ -200,6 +208,27 @@ func (a *App) build(ctx context.Context) error {
 		a.gw.ConfigureServer(a.admin)
 	}
 	return nil
+}
+
+// openAudit opens the tamper-evident trail on the store; checkpoints are signed with the current
+// access-token key, whose public half is in the JWKS.
+func (a *App) openAudit(ctx context.Context, kms *keys.Manager) error {
+	ao, err := audit.FromConfig(a.cfg.Audit, a.lookup)
+	if err != nil {
+		return err
+	}
+	ao.Store = a.store
+	ao.Logger = a.log
+	ao.Source = audit.Source{Observer: a.cfg.Issuer()}
+	ao.Signer = audit.NewJOSESigner(func() (audit.SigningKey, error) {
+		k, err := kms.Current(keys.PurposeAccess)
+		if err != nil {
+			return audit.SigningKey{}, err
+		}
+		return audit.SigningKey{KID: k.KID, Key: k.Signer}, nil
+	})
+	a.audit, err = audit.Open(ctx, ao)
+	return err
 }
 
 // publicRoutes mounts every route group behind the gateway chain of its group.
@@ -369,13 +398,18 @@ func serveOn(srv *http.Server, ln net.Listener) error {
 	return srv.Serve(ln)
 }
 
-// Close stops background work and releases the gateway and the store.
+// Close stops background work, commits the audit trail and releases the gateway and the store.
 func (a *App) Close() error {
 	if a.stop != nil {
 		a.stop()
 		a.wg.Wait()
 	}
 	var errs []error
+	if a.audit != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		errs = append(errs, a.audit.Close(ctx))
+		cancel()
+	}
 	if a.gw != nil {
 		errs = append(errs, a.gw.Close())
 	}

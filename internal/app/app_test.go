@@ -109,4 +109,54 @@ func TestDemoServer(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("create with a read-only token = %d, want 403", resp.StatusCode)
 	}
+
+	// Every FHIR request above is in the audit trail, allowed or denied, one event each.
+	status, body = get("/fhir/AuditEvent?_count=100&_sort=date", tok.AccessToken)
+	if status != 200 {
+		t.Fatalf("AuditEvent search = %d %s", status, body)
+	}
+	var trail struct {
+		Entry []struct {
+			Resource struct {
+				Subtype []struct{ Code string }
+				Outcome string
+				Entity  []struct{ What struct{ Reference string } }
+			}
+		}
+	}
+	if err := json.Unmarshal(body, &trail); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range trail.Entry {
+		code := ""
+		if len(e.Resource.Subtype) > 0 {
+			code = e.Resource.Subtype[0].Code
+		}
+		got = append(got, code+":"+e.Resource.Outcome)
+	}
+	want := []string{"search-type:4", "capabilities:0", "search-type:0", "create:4"}
+	for _, w := range want {
+		found := false
+		for _, g := range got {
+			if strings.EqualFold(g, w) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("audit trail %v lacks %s", got, w)
+		}
+	}
+	// The trail is append-only through the API.
+	req, _ = http.NewRequest("POST", base+"/fhir/AuditEvent", strings.NewReader(`{"resourceType":"AuditEvent"}`))
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	req.Header.Set("Content-Type", "application/fhir+json")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST AuditEvent = %d, want 405", resp.StatusCode)
+	}
 }

@@ -52,6 +52,8 @@ type Config struct {
 	Auth Auth `yaml:"auth"`
 	// Gateway configures rate limits, IP rules, CORS, request limits, TLS and security headers.
 	Gateway Gateway `yaml:"gateway"`
+	// Audit configures the audit trail.
+	Audit Audit `yaml:"audit"`
 }
 
 // Storage selects the backend of every store.
@@ -145,6 +147,7 @@ func Default() Config {
 		FHIR:    FHIR{DefaultCount: 50, MaxCount: 1000, PageTokenKeyEnv: "FHIRGATE_PAGE_TOKEN_KEY"},
 		Auth:    DefaultAuth(),
 		Gateway: DefaultGateway(),
+		Audit:   DefaultAudit(),
 	}
 }
 
@@ -238,6 +241,7 @@ func (c *Config) Validate() error {
 	c.validateUsers(&v)
 	c.Auth.validate(&v)
 	c.Gateway.validate(&v)
+	c.Audit.validate(&v)
 	return v.Err()
 }
 

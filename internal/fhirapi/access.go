@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
+	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/authn"
 	"github.com/fhirgate/fhirgate/internal/fhir"
 	"github.com/fhirgate/fhirgate/internal/policy"
@@ -24,9 +26,20 @@ type Policy interface {
 // not block.
 type DecisionObserver func(r *http.Request, in policy.Input, d policy.Decision)
 
-// requestState is what the API learns about a request before its handler runs.
+// requestState is what the API learns about a request as it is served: who asked, what was
+// decided and what was touched, for the audit event.
 type requestState struct {
 	principal *authn.Principal
+	action    audit.Action
+	start     time.Time
+	// resourceType and operation describe the interaction; reasons are the decisions' reasons.
+	resourceType string
+	operation    string
+	reasons      []string
+	// resources are the resources returned or written; patients those they concern.
+	resources []string
+	patients  map[string]bool
+	count     int
 }
 
 type requestStateKey struct{}
@@ -44,8 +57,7 @@ func PrincipalFrom(r *http.Request) *authn.Principal { return stateOf(r).princip
 // authenticate verifies the bearer token of every request except the CapabilityStatement. A
 // missing or bad token is answered 401 with the RFC 6750 challenge.
 func (a *API) authenticate(w http.ResponseWriter, r *http.Request) (*http.Request, error) {
-	st := &requestState{}
-	r = r.WithContext(context.WithValue(r.Context(), requestStateKey{}, st))
+	st := stateOf(r)
 	if r.URL.Path == "/fhir/metadata" {
 		return r, nil
 	}
@@ -81,11 +93,13 @@ func (a *API) challenge(w http.ResponseWriter, err error) error {
 // sees: 401 without a token, 404 where existence must not leak, 403 otherwise. Every decision is
 // reported to the observer.
 func (a *API) authorize(r *http.Request, in policy.Input) (policy.Decision, error) {
-	in.Principal = stateOf(r).principal
+	st := stateOf(r)
+	in.Principal = st.principal
 	d, err := a.opts.Policy.Evaluate(r.Context(), in)
 	if err != nil {
 		d = policy.Decision{Reasons: []policy.Reason{policy.ReasonEvaluationError}}
 	}
+	st.noteDecision(in, d)
 	if a.opts.Observe != nil {
 		a.opts.Observe(r, in, d)
 	}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 
+	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/fhir"
 	"github.com/fhirgate/fhirgate/internal/policy"
 )
@@ -34,6 +36,19 @@ func (a *API) postBundle(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	st := stateOf(r)
+	if resp.Type == "batch-response" {
+		st.action = audit.ActionBatch
+	}
+	for _, e := range resp.Entry {
+		if e.Response != nil && e.Response.Location != "" {
+			loc := strings.TrimPrefix(e.Response.Location, a.opts.BaseURL+"/")
+			if typ, rest, ok := strings.Cut(loc, "/"); ok {
+				id, _, _ := strings.Cut(rest, "/")
+				touched(r, &fhir.Resource{Type: typ, ID: id, Body: e.Resource})
+			}
+		}
+	}
 	out, err := marshal(resp)
 	if err != nil {
 		return err
@@ -47,6 +62,9 @@ func (a *API) postBundle(w http.ResponseWriter, r *http.Request) error {
 // so they are allowed only to tokens that need none.
 func (a *API) authorizeEntry(r *http.Request, method, typ, id string, body []byte) error {
 	in := policy.Input{Type: typ, ID: id, Resource: body}
+	if a.servesAuditTrail(typ) && method != http.MethodGet && method != http.MethodHead {
+		return refuseAuditWrite()
+	}
 	switch method {
 	case http.MethodGet, http.MethodHead:
 		if id == "" {

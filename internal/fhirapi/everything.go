@@ -45,6 +45,7 @@ func (a *API) everything(w http.ResponseWriter, r *http.Request, id string) erro
 				if !a.visible(r, d, m) {
 					continue
 				}
+				touched(r, m)
 				if len(b.Entry) == everythingLimit {
 					return fhir.Errorf(http.StatusUnprocessableEntity, "too-costly", "the record holds more than %d resources; search it type by type", everythingLimit)
 				}
@@ -62,6 +63,7 @@ func (a *API) everything(w http.ResponseWriter, r *http.Request, id string) erro
 	}
 	total := len(b.Entry)
 	b.Total = &total
+	returned(r, total)
 	body, err := marshal(b)
 	if err != nil {
 		return err

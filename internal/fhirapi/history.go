@@ -113,6 +113,7 @@ func (a *API) runHistory(w http.ResponseWriter, r *http.Request, interaction pol
 			b.Total = nil
 			continue
 		}
+		touched(r, res)
 		entry := fhir.BundleEntry{
 			FullURL: a.opts.BaseURL + "/" + res.Type + "/" + res.ID,
 			Request: &fhir.EntryRequest{Method: e.Method, URL: res.Type + "/" + res.ID},
@@ -137,6 +138,7 @@ func (a *API) runHistory(w http.ResponseWriter, r *http.Request, interaction pol
 		}
 		b.Entry = append(b.Entry, entry)
 	}
+	returned(r, len(b.Entry))
 	body, err := marshal(b)
 	if err != nil {
 		return err

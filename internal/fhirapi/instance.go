@@ -25,6 +25,9 @@ func (a *API) read(w http.ResponseWriter, r *http.Request) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
+	if a.servesAuditTrail(typ) {
+		return a.auditRead(w, r, id)
+	}
 	// The scope check runs before the store is touched; the body check after.
 	d, err := a.authorize(r, policy.Input{Interaction: policy.Read, Type: typ, ID: id})
 	if err != nil {
@@ -40,6 +43,8 @@ func (a *API) read(w http.ResponseWriter, r *http.Request) error {
 	if !a.visible(r, d, res) {
 		return fhir.NotFound(typ, id)
 	}
+	touched(r, res)
+	returned(r, 1)
 	if notModified(w, r, res) {
 		return nil
 	}
@@ -98,6 +103,8 @@ func (a *API) vread(w http.ResponseWriter, r *http.Request) error {
 	if !a.visible(r, d, res) {
 		return fhir.NotFound(typ, id)
 	}
+	touched(r, res)
+	returned(r, 1)
 	a.writeResource(w, http.StatusOK, res)
 	return nil
 }
@@ -159,6 +166,9 @@ func (a *API) create(w http.ResponseWriter, r *http.Request) error {
 	if err := checkType(typ); err != nil {
 		return err
 	}
+	if a.servesAuditTrail(typ) {
+		return refuseAuditWrite()
+	}
 	body, err := a.readBody(w, r)
 	if err != nil {
 		return err
@@ -182,6 +192,7 @@ func (a *API) create(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	touched(r, res)
 	status := http.StatusCreated
 	if !created {
 		// An existing match of If-None-Exist is returned only to a caller who may see it.
@@ -198,6 +209,9 @@ func (a *API) update(w http.ResponseWriter, r *http.Request) error {
 	typ, id := r.PathValue("type"), r.PathValue("id")
 	if err := checkType(typ); err != nil {
 		return err
+	}
+	if a.servesAuditTrail(typ) {
+		return refuseAuditWrite()
 	}
 	if err := checkID(id); err != nil {
 		return err
@@ -228,6 +242,7 @@ func (a *API) update(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	touched(r, res)
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
@@ -240,6 +255,9 @@ func (a *API) delete(w http.ResponseWriter, r *http.Request) error {
 	typ, id := r.PathValue("type"), r.PathValue("id")
 	if err := checkType(typ); err != nil {
 		return err
+	}
+	if a.servesAuditTrail(typ) {
+		return refuseAuditWrite()
 	}
 	if err := checkID(id); err != nil {
 		return err
@@ -257,6 +275,7 @@ func (a *API) delete(w http.ResponseWriter, r *http.Request) error {
 	}
 	if res != nil {
 		w.Header().Set("ETag", res.ETag())
+		touched(r, &fhir.Resource{Type: typ, ID: id, Body: current})
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil

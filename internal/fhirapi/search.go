@@ -17,6 +17,9 @@ func (a *API) searchType(w http.ResponseWriter, r *http.Request) error {
 	if err := checkType(typ); err != nil {
 		return err
 	}
+	if a.servesAuditTrail(typ) {
+		return a.auditSearch(w, r, r.URL.Query())
+	}
 	return a.runSearch(w, r, policy.SearchType, []string{typ}, nil, r.URL.Query())
 }
 
@@ -34,6 +37,9 @@ func (a *API) searchTypePost(w http.ResponseWriter, r *http.Request) error {
 	r.Body = http.MaxBytesReader(w, r.Body, a.opts.MaxBodyBytes)
 	if err := r.ParseForm(); err != nil {
 		return fhir.Invalid("", "the search form could not be read: %v", err)
+	}
+	if a.servesAuditTrail(typ) {
+		return a.auditSearch(w, r, r.Form)
 	}
 	return a.runSearch(w, r, policy.SearchType, []string{typ}, nil, r.Form)
 }
@@ -113,6 +119,9 @@ func (a *API) runSearch(w http.ResponseWriter, r *http.Request, interaction poli
 		return err
 	}
 	matches, included, held := a.filterResults(r, d, res.Matches, res.Included)
+	touched(r, matches...)
+	touched(r, included...)
+	returned(r, len(matches)+len(included))
 	b := &fhir.Bundle{ResourceType: "Bundle", ID: newBundleID(), Type: "searchset", Total: res.Total}
 	if held {
 		// A count that includes resources held back would tell what the caller may not see.

@@ -2,6 +2,7 @@ package fhirapi
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/backend"
 	"github.com/fhirgate/fhirgate/internal/bundle"
 	"github.com/fhirgate/fhirgate/internal/fhir"
@@ -35,8 +37,13 @@ type Options struct {
 	Authenticator Authenticator
 	// Policy decides every interaction; required.
 	Policy Policy
-	// Observe, when set, is told of every access decision (the audit trail).
+	// Observe, when set, is told of every access decision.
 	Observe DecisionObserver
+	// Audit, when set, records one event per request, before the response is sent.
+	Audit audit.Recorder
+	// AuditLog, when set, serves AuditEvent reads and searches from the audit trail (and
+	// refuses writes of AuditEvents).
+	AuditLog AuditLog
 	// Bundles processes POST of batch/transaction Bundles to the base; nil answers 501. Each
 	// request runs a copy whose Authorize asks Policy about every entry.
 	Bundles *bundle.Processor
@@ -114,44 +121,63 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTT
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
 func (a *API) routes() {
-	h := func(pattern string, fn handlerFunc) {
-		a.mux.Handle(pattern, a.adapt(fn))
+	h := func(pattern string, action audit.Action, fn handlerFunc) {
+		a.mux.Handle(pattern, a.adapt(action, fn))
 	}
-	h("GET /fhir/metadata", a.metadata)
-	h("GET /fhir", a.searchSystem)
-	h("GET /fhir/{$}", a.searchSystem)
-	h("POST /fhir", a.postBundle)
-	h("POST /fhir/{$}", a.postBundle)
-	h("GET /fhir/_history", a.historySystem)
-	h("GET /fhir/{type}", a.searchType)
-	h("POST /fhir/{type}/_search", a.searchTypePost)
-	h("POST /fhir/{type}", a.create)
-	h("GET /fhir/{type}/_history", a.historyType)
-	h("GET /fhir/{type}/{id}", a.read)
-	h("PUT /fhir/{type}/{id}", a.update)
-	h("DELETE /fhir/{type}/{id}", a.delete)
-	h("GET /fhir/{type}/{id}/_history", a.historyInstance)
-	h("GET /fhir/{type}/{id}/_history/{vid}", a.vread)
-	h("GET /fhir/{type}/{id}/{compartmentType}", a.searchCompartment)
-	h("/fhir/", func(w http.ResponseWriter, r *http.Request) error {
+	h("GET /fhir/metadata", audit.ActionCapabilities, a.metadata)
+	h("GET /fhir", audit.ActionSearchSystem, a.searchSystem)
+	h("GET /fhir/{$}", audit.ActionSearchSystem, a.searchSystem)
+	h("POST /fhir", audit.ActionTransaction, a.postBundle)
+	h("POST /fhir/{$}", audit.ActionTransaction, a.postBundle)
+	h("GET /fhir/_history", audit.ActionHistorySystem, a.historySystem)
+	h("GET /fhir/{type}", audit.ActionSearchType, a.searchType)
+	h("POST /fhir/{type}/_search", audit.ActionSearchType, a.searchTypePost)
+	h("POST /fhir/{type}", audit.ActionCreate, a.create)
+	h("GET /fhir/{type}/_history", audit.ActionHistoryType, a.historyType)
+	h("GET /fhir/{type}/{id}", audit.ActionRead, a.read)
+	h("PUT /fhir/{type}/{id}", audit.ActionUpdate, a.update)
+	h("DELETE /fhir/{type}/{id}", audit.ActionDelete, a.delete)
+	h("GET /fhir/{type}/{id}/_history", audit.ActionHistoryInstance, a.historyInstance)
+	h("GET /fhir/{type}/{id}/_history/{vid}", audit.ActionVRead, a.vread)
+	h("GET /fhir/{type}/{id}/{compartmentType}", audit.ActionSearchType, a.searchCompartment)
+	h("/fhir/", audit.ActionOperation, func(w http.ResponseWriter, r *http.Request) error {
 		return fhir.Errorf(http.StatusNotFound, "not-supported", "%s %s is not a FHIR interaction this server supports", r.Method, r.URL.Path)
 	})
 }
 
-// adapt turns an endpoint into an http.Handler: content negotiation first, then the endpoint, and
-// its error written once as an OperationOutcome.
-func (a *API) adapt(fn handlerFunc) http.Handler {
+// adapt turns an endpoint into an http.Handler: content negotiation, authentication, the
+// endpoint, its error written once as an OperationOutcome, and one audit event for the request.
+// With an audit trail the response is held until the event is recorded, so that no access is
+// served unrecorded: a trail that cannot record answers 503 instead.
+func (a *API) adapt(action audit.Action, fn handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := &requestState{action: action, start: a.opts.Now(), count: -1}
+		r = r.WithContext(context.WithValue(r.Context(), requestStateKey{}, st))
+		out := w
+		var held *heldResponse
+		if a.opts.Audit != nil {
+			held = newHeldResponse()
+			out = held
+		}
 		err := negotiate(r)
 		if err == nil {
-			r, err = a.authenticate(w, r)
+			r, err = a.authenticate(out, r)
 		}
 		if err == nil {
-			err = fn(w, r)
+			err = fn(out, r)
 		}
 		if err != nil {
-			a.writeError(w, r, err)
+			a.writeError(out, r, err)
 		}
+		if held == nil {
+			return
+		}
+		if err := a.record(r, st, held.status()); err != nil {
+			a.opts.Logger.ErrorContext(r.Context(), "audit trail unavailable: request refused", "error", err)
+			writeJSON(w, http.StatusServiceUnavailable, fhir.MarshalOutcome(fhir.Errorf(http.StatusServiceUnavailable, "transient", "the request could not be recorded in the audit trail; try again").Outcome()))
+			return
+		}
+		held.flush(w)
 	})
 }
 
