@@ -77,7 +77,7 @@ func runAudit(ctx context.Context, e env) error {
 			continue
 		}
 		if *b.dst, err = time.Parse(time.RFC3339Nano, b.flag); err != nil {
-			return fmt.Errorf("%w: --since/--until must be RFC 3339 times: %v", errUsage, err)
+			return fmt.Errorf("%w: --since/--until must be RFC 3339 times: %w", errUsage, err)
 		}
 	}
 	if *after > 0 {

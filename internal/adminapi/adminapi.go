@@ -109,7 +109,7 @@ func decode(r *http.Request, v any) error {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: body: %v", errBadRequest, err)
+		return fmt.Errorf("%w: body: %w", errBadRequest, err)
 	}
 	return nil
 }

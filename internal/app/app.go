@@ -152,7 +152,9 @@ func (a *App) build(ctx context.Context) error {
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		validator.CompileAll()
+		if err := validator.CompileAll(); err != nil {
+			a.log.Error("compiling the resource schemas failed; each type compiles at its first write", "error", err)
+		}
 	}()
 	pageKey, err := a.pageKey()
 	if err != nil {
@@ -197,14 +199,14 @@ func (a *App) build(ctx context.Context) error {
 		return err
 	}
 	a.metrics = metrics.New()
-	a.public = &http.Server{Handler: a.publicRoutes(), IdleTimeout: 2 * time.Minute}
+	a.public = &http.Server{Handler: a.publicRoutes(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	a.gw.ConfigureServer(a.public)
 	if a.cfg.AdminAddr != "" {
 		handler, err := a.adminRoutes()
 		if err != nil {
 			return err
 		}
-		a.admin = &http.Server{Handler: handler, IdleTimeout: 2 * time.Minute}
+		a.admin = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 		a.gw.ConfigureServer(a.admin)
 	}
 	return nil

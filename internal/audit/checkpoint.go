@@ -168,7 +168,7 @@ var ErrUnknownKey = errors.New("audit: checkpoint signed by an unknown key")
 
 // Verify implements CheckpointVerifier.
 func (v *KeySetVerifier) Verify(jws string) ([]byte, error) {
-	obj, err := jose.ParseSigned(jws, allowedAlgs)
+	obj, err := jose.ParseSignedCompact(jws, allowedAlgs)
 	if err != nil {
 		return nil, fmt.Errorf("audit: checkpoint JWS: %w", err)
 	}

@@ -84,7 +84,7 @@ func (s *WebhookSink) Write(ctx context.Context, entries []Entry) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("audit: webhook: %w (last error: %v)", ctx.Err(), last)
+			return fmt.Errorf("audit: webhook: %w (last error: %w)", ctx.Err(), last)
 		case <-time.After(wait):
 		}
 		wait *= 2

@@ -124,7 +124,7 @@ type generator struct {
 // rng is the random source of one patient, so that each patient depends only on the seed and
 // its number, not on the others.
 func (g *generator) rng(stream uint64) *rand.Rand {
-	return rand.New(rand.NewPCG(g.seed, stream*0x9E3779B97F4A7C15+1))
+	return rand.New(rand.NewPCG(g.seed, stream*0x9E3779B97F4A7C15+1)) // #nosec G404 -- deterministic synthetic data, not a secret
 }
 
 // put encodes and emits one resource. encoding/json writes map keys sorted, so the bytes

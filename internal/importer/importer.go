@@ -59,12 +59,11 @@ type Importer struct {
 	chunkFn  func(ctx context.Context, file string, recs []record) error
 	bundleFn func(ctx context.Context, name, typ string, entries []fhir.BundleEntry, offset int) error
 
-	mu       sync.Mutex
-	byType   map[string]int64
-	errs     []RecordError
-	files    int
-	bundles  int
-	finished time.Time
+	mu      sync.Mutex
+	byType  map[string]int64
+	errs    []RecordError
+	files   int
+	bundles int
 }
 
 // New returns an Importer.

@@ -152,7 +152,7 @@ func (im *Importer) readNDJSON(ctx context.Context, name string, br *bufio.Reade
 				break
 			}
 		}
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
@@ -178,7 +178,7 @@ func readLine(br *bufio.Reader, max int) (line []byte, tooLong bool, err error) 
 				line = append(line, frag...)
 			}
 		}
-		if err == bufio.ErrBufferFull {
+		if errors.Is(err, bufio.ErrBufferFull) {
 			continue
 		}
 		if tooLong {

@@ -114,7 +114,7 @@ func (e *Redis) backingOff() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.lastErr != nil && e.opts.Now().Before(e.downUntil) {
-		return fmt.Errorf("%w: redis: %v", ErrUnavailable, e.lastErr)
+		return fmt.Errorf("%w: redis: %w", ErrUnavailable, e.lastErr)
 	}
 	return nil
 }

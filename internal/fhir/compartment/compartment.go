@@ -49,7 +49,7 @@ func Parse(data []byte) (*Definition, error) {
 		} `json:"resource"`
 	}
 	if err := json.Unmarshal(data, &cd); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrDefinition, err)
+		return nil, fmt.Errorf("%w: %w", ErrDefinition, err)
 	}
 	if cd.ResourceType != "CompartmentDefinition" {
 		return nil, fmt.Errorf("%w: resourceType %q", ErrDefinition, cd.ResourceType)

@@ -213,7 +213,7 @@ func (r *Registry) extractor() (*Extractor, error) {
 func (x *Extractor) Extract(resourceType string, body []byte) ([]Entry, error) {
 	v, err := x.m.decodeJSON(body)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNotIndexable, err)
+		return nil, fmt.Errorf("%w: %w", ErrNotIndexable, err)
 	}
 	res, _ := v.(map[string]any)
 	return x.ExtractDecoded(resourceType, res)
