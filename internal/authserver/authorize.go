@@ -343,14 +343,49 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, username s
 // logout ends the login session.
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	if c, err := r.Cookie(cookieSession); err == nil {
-		if r.PostFormValue("csrf") != s.mac("logout", c.Value) {
+		if subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(s.mac("logout", c.Value))) != 1 {
 			s.errorPage(w, http.StatusForbidden, "Forbidden", "The form has expired. Go back and try again.")
 			return
 		}
+		s.endOnlineGrants(r.Context(), c.Value)
 		_ = s.db.DeleteBrowserSession(r.Context(), sha256Hex(c.Value))
 	}
 	http.SetCookie(w, &http.Cookie{Name: cookieSession, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.secureCookies(), SameSite: http.SameSiteLaxMode})
 	s.errorPage(w, http.StatusOK, "Signed out", "You are signed out.")
+}
+
+// endOnlineGrants revokes the online_access grants made in the login session cookie names: such
+// a grant lasts only while the user stays signed in (SMART online_access), so signing out ends
+// its refresh token and access tokens at once.
+func (s *Server) endOnlineGrants(ctx context.Context, cookie string) {
+	username, _, err := s.db.GetBrowserSession(ctx, sha256Hex(cookie), s.now())
+	if err != nil {
+		return
+	}
+	sid := sidOf(cookie)
+	recs, err := s.db.ListActiveOAuthRequests(ctx, username, s.now())
+	if err != nil {
+		s.log.ErrorContext(ctx, "listing grants at logout failed", "error", err)
+		return
+	}
+	done := map[string]bool{}
+	for _, rec := range recs {
+		if done[rec.RequestID] {
+			continue
+		}
+		var sr storedRequest
+		if json.Unmarshal(rec.Data, &sr) != nil {
+			continue
+		}
+		var sess Session
+		if json.Unmarshal(sr.Session, &sess) != nil || sess.SID != sid || sess.OnlineUntil.IsZero() {
+			continue
+		}
+		done[rec.RequestID] = true
+		if err := s.db.RevokeOAuthGrant(ctx, rec.RequestID, username); err != nil && !errors.Is(err, sqlstore.ErrOAuthNotFound) {
+			s.log.ErrorContext(ctx, "revoking an online_access grant at logout failed", "error", err)
+		}
+	}
 }
 
 // interactionPage shows the current step of an authorization: login, patient picker or consent.
@@ -604,7 +639,7 @@ func (s *Server) interactionSubmit(w http.ResponseWriter, r *http.Request) {
 	case "login":
 		username, pw := r.PostForm.Get("username"), r.PostForm.Get("password")
 		ip := clientIP(r)
-		if !s.throttle.allowed(username, ip) {
+		if !s.throttle.reserve(username, ip) {
 			s.log.WarnContext(ctx, "login throttled", "username", username, "ip", ip)
 			w.Header().Set("Retry-After", "900")
 			s.pages.Render(w, http.StatusTooManyRequests, "login", web.LoginData{Action: PathInteraction + id + "/login", CSRF: ia.CSRF, ClientName: ia.ClientName, Username: username, Error: "Too many failed attempts. Try again later."})
@@ -615,11 +650,10 @@ func (s *Server) interactionSubmit(w http.ResponseWriter, r *http.Request) {
 			if !errors.Is(err, ErrBadCredentials) {
 				s.log.ErrorContext(ctx, "authentication failed", "error", err)
 			}
-			s.throttle.fail(username, ip)
 			s.pages.Render(w, http.StatusUnauthorized, "login", web.LoginData{Action: PathInteraction + id + "/login", CSRF: ia.CSRF, ClientName: ia.ClientName, Username: username, Error: "Wrong username or password."})
 			return
 		}
-		s.throttle.succeed(username)
+		s.throttle.succeed(username, ip)
 		sid, at, end, err := s.startSession(w, r, u.Username)
 		if err != nil {
 			s.errorPage(w, http.StatusInternalServerError, "Error", "The session could not be started.")
@@ -686,6 +720,13 @@ func (s *Server) finish(w http.ResponseWriter, r *http.Request, ia *interaction,
 	if u.IsPatient() && ia.Patient != "" && ia.Patient != strings.TrimPrefix(u.FHIRUser, "Patient/") {
 		// A patient user may only ever put their own record in context.
 		s.provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The launch is for another patient."))
+		return
+	}
+	if ia.Patient != "" && !slices.Contains(u.Roles, RoleClinician) && (!u.IsPatient() || ia.Patient != strings.TrimPrefix(u.FHIRUser, "Patient/")) {
+		// Only clinicians may act on another patient's record; anyone else (a patient-role user
+		// whose fhir_user is a RelatedPerson or Person, a user without a role) may at most put
+		// their own Patient record in context.
+		s.provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("You cannot open another patient's record."))
 		return
 	}
 	if ia.Launch != nil && ia.Launch.CreatedBy != "" && ia.Launch.CreatedBy != u.Username {

@@ -10,11 +10,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -227,7 +229,7 @@ func (s *Server) assertionKey(ctx context.Context, c *Client, kid string, alg jo
 		}
 	} else if c.Metadata.JWKSURI != "" {
 		var err error
-		if set, err = s.jwks.get(ctx, c.Metadata.JWKSURI, refresh); err != nil {
+		if set, err = s.jwks.get(ctx, c.Metadata.JWKSURI, refresh, c.source == "dynamic"); err != nil {
 			return nil, err
 		}
 	} else {
@@ -274,6 +276,8 @@ type jwksFetcher struct {
 
 	mu    sync.Mutex
 	cache map[string]jwksEntry
+	// guarded is client restricted to public addresses (built on first use).
+	guarded *http.Client
 }
 
 type jwksEntry struct {
@@ -283,16 +287,74 @@ type jwksEntry struct {
 }
 
 const (
-	jwksDefaultTTL  = 5 * time.Minute
-	jwksMaxTTL      = time.Hour
-	jwksMinRefetch  = 10 * time.Second
-	jwksMaxBodySize = 256 << 10
+	jwksDefaultTTL   = 5 * time.Minute
+	jwksMaxTTL       = time.Hour
+	jwksMinRefetch   = 10 * time.Second
+	jwksMaxBodySize  = 256 << 10
+	jwksFetchTimeout = 10 * time.Second
 )
 
-func (f *jwksFetcher) get(ctx context.Context, u string, force bool) (*jose.JSONWebKeySet, error) {
-	now := f.now()
+// errJWKSRedirect refuses redirects: the registered JWKS URL is the only place keys come from,
+// and a redirect could lead the server to an internal address or plain http.
+var errJWKSRedirect = errors.New("fetch jwks: redirects are not followed")
+
+// httpClient returns the client for a fetch: never following redirects, and for publicOnly
+// (dynamically registered clients) dialing only public addresses, checked after DNS resolution.
+func (f *jwksFetcher) httpClient(publicOnly bool) (*http.Client, error) {
 	f.mu.Lock()
-	e, ok := f.cache[u]
+	defer f.mu.Unlock()
+	base := f.client
+	if base == nil {
+		base = http.DefaultClient
+	}
+	if !publicOnly {
+		c := *base
+		c.CheckRedirect = func(*http.Request, []*http.Request) error { return errJWKSRedirect }
+		return &c, nil
+	}
+	if f.guarded != nil {
+		return f.guarded, nil
+	}
+	var tr *http.Transport
+	switch t := base.Transport.(type) {
+	case nil:
+		tr = http.DefaultTransport.(*http.Transport).Clone()
+	case *http.Transport:
+		tr = t.Clone()
+	default:
+		return nil, errors.New("fetch jwks: cannot restrict this HTTP transport to public addresses")
+	}
+	d := &net.Dialer{Timeout: jwksFetchTimeout, Control: dialPublicOnly}
+	tr.DialContext = d.DialContext
+	tr.Proxy = nil // a proxy would dial the target itself, past the check
+	c := *base
+	c.Transport = tr
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return errJWKSRedirect }
+	f.guarded = &c
+	return f.guarded, nil
+}
+
+// dialPublicOnly is a net.Dialer Control refusing connections to non-public addresses.
+func dialPublicOnly(_, address string, _ syscall.RawConn) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return err
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !publicIP(ip) {
+		return fmt.Errorf("fetch jwks: address %s is not public", host)
+	}
+	return nil
+}
+
+func (f *jwksFetcher) get(ctx context.Context, u string, force, publicOnly bool) (*jose.JSONWebKeySet, error) {
+	now := f.now()
+	key := u
+	if publicOnly {
+		key = "public\x00" + u
+	}
+	f.mu.Lock()
+	e, ok := f.cache[key]
 	f.mu.Unlock()
 	if ok && now.Before(e.expires) && !force {
 		return e.set, nil
@@ -303,13 +365,19 @@ func (f *jwksFetcher) get(ctx context.Context, u string, force bool) (*jose.JSON
 	if err := checkFetchURL(u); err != nil {
 		return nil, err
 	}
+	hc, err := f.httpClient(publicOnly)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, jwksFetchTimeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Accept", "application/json")
 	start := time.Now()
-	resp, err := f.client.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		f.log.WarnContext(ctx, "client JWKS fetch failed", "url", u, "error", err)
 		return nil, fmt.Errorf("fetch jwks: %w", err)
@@ -335,7 +403,7 @@ func (f *jwksFetcher) get(ctx context.Context, u string, force bool) (*jose.JSON
 	if f.cache == nil {
 		f.cache = map[string]jwksEntry{}
 	}
-	f.cache[u] = jwksEntry{set: &set, fetched: now, expires: now.Add(ttl)}
+	f.cache[key] = jwksEntry{set: &set, fetched: now, expires: now.Add(ttl)}
 	f.mu.Unlock()
 	return &set, nil
 }

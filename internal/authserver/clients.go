@@ -50,7 +50,10 @@ type ClientMetadata struct {
 
 // Client is a registered client as fosite sees it.
 type Client struct {
-	Metadata   ClientMetadata
+	Metadata ClientMetadata
+	// source is config, admin or dynamic; dynamically registered clients' JWKS URLs are fetched
+	// only from public addresses.
+	source     string
 	secretHash []byte
 	jwks       *josev3.JSONWebKeySet // the inline key set, parsed
 	scopes     smart.Scopes
@@ -164,7 +167,7 @@ func (cs *Clients) Get(ctx context.Context, id string) (*Client, error) {
 	if err := json.Unmarshal(rec.Metadata, &m); err != nil {
 		return nil, fmt.Errorf("authserver: stored client %q: %w", id, err)
 	}
-	c := &Client{Metadata: m, secretHash: rec.SecretHash, audience: cs.audience}
+	c := &Client{Metadata: m, source: rec.Source, secretHash: rec.SecretHash, audience: cs.audience}
 	c.scopes, _ = smart.ParseScopes(m.Scope)
 	if len(m.JWKS) > 0 {
 		var set josev3.JSONWebKeySet
@@ -330,6 +333,10 @@ func ValidateMetadata(m ClientMetadata, secret string) error {
 		if err != nil || !u.IsAbs() || u.Fragment != "" || u.Host == "" && (u.Scheme == "http" || u.Scheme == "https") {
 			return metaErr(oauth.InvalidRedirectURI, "redirect_uri %q must be absolute without fragment", ru)
 		}
+		// Schemes a browser would execute or read locally are never redirect targets.
+		if slices.Contains(forbiddenRedirectSchemes, strings.ToLower(u.Scheme)) {
+			return metaErr(oauth.InvalidRedirectURI, "redirect_uri %q uses a forbidden scheme", ru)
+		}
 	}
 	if m.LaunchURL != "" {
 		if u, err := url.Parse(m.LaunchURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -341,6 +348,70 @@ func ValidateMetadata(m ClientMetadata, secret string) error {
 		return metaErr(oauth.InvalidClientMetadata, "scope has values fhirgate does not understand: %q", dropped)
 	}
 	return nil
+}
+
+// forbiddenRedirectSchemes are never accepted as redirect URIs.
+var forbiddenRedirectSchemes = []string{"javascript", "data", "vbscript", "file", "about", "blob", "filesystem"}
+
+// ValidateDynamicMetadata adds the rules for RFC 7591 dynamic registration on top of
+// ValidateMetadata: a self-registered client cannot pre-authorize itself for Backend Services
+// (client_credentials or system/ scopes would give it every patient's data with no user
+// involved), its redirect URIs must be https, loopback http or a private-use scheme, and its
+// jwks_uri must point to a public address (no SSRF into the server's network).
+func ValidateDynamicMetadata(m ClientMetadata) error {
+	if slices.Contains(m.GrantTypes, oauth.GrantClientCredentials) {
+		return metaErr(oauth.InvalidClientMetadata, "client_credentials clients are registered by an administrator, not dynamically")
+	}
+	scopes, _ := smart.ParseScopes(m.Scope)
+	for _, sc := range scopes {
+		if sc.IsResource() && sc.Context == smart.ContextSystem {
+			return metaErr(oauth.InvalidClientMetadata, "system/ scopes are granted by an administrator, not dynamically")
+		}
+	}
+	for _, ru := range m.RedirectURIs {
+		u, err := url.Parse(ru)
+		if err != nil {
+			return metaErr(oauth.InvalidRedirectURI, "redirect_uri %q is not a URL", ru)
+		}
+		if strings.EqualFold(u.Scheme, "http") && !isLoopbackHost(u.Hostname()) {
+			return metaErr(oauth.InvalidRedirectURI, "redirect_uri %q must be https (http only for loopback)", ru)
+		}
+	}
+	if m.JWKSURI != "" {
+		u, err := url.Parse(m.JWKSURI)
+		if err != nil || !strings.EqualFold(u.Scheme, "https") {
+			return metaErr(oauth.InvalidClientMetadata, "jwks_uri must be https")
+		}
+		host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+		if host == "localhost" || strings.HasSuffix(host, ".localhost") || !strings.Contains(host, ".") && net.ParseIP(host) == nil {
+			return metaErr(oauth.InvalidClientMetadata, "jwks_uri must name a public host")
+		}
+		if ip := net.ParseIP(host); ip != nil && !publicIP(ip) {
+			return metaErr(oauth.InvalidClientMetadata, "jwks_uri must name a public address")
+		}
+	}
+	return nil
+}
+
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// publicIP reports whether ip is a globally routable unicast address: not loopback, private
+// (RFC 1918, ULA), link-local (cloud metadata services), CGNAT, multicast or unspecified.
+func publicIP(ip net.IP) bool {
+	if ip4 := ip.To4(); ip4 != nil {
+		ip = ip4
+		// 100.64.0.0/10 (CGNAT) and 0.0.0.0/8 are not covered by the net helpers.
+		if ip[0] == 0 || ip[0] == 100 && ip[1]&0xc0 == 64 {
+			return false
+		}
+	}
+	return ip.IsGlobalUnicast() && !ip.IsPrivate() && !ip.IsLoopback() && !ip.IsLinkLocalUnicast()
 }
 
 // checkFetchURL accepts https URLs, and http only on loopback hosts (development and tests).

@@ -29,7 +29,8 @@ func (s *Server) grantsPage(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusInternalServerError, "Error", "Your connected apps could not be listed.")
 		return
 	}
-	data := web.GrantsData{LoggedIn: true, Username: u.Username, CSRF: s.mac("grants", mustCookie(r, cookieSession))}
+	data := web.GrantsData{LoggedIn: true, Username: u.Username, CSRF: s.mac("grants", mustCookie(r, cookieSession)),
+		LogoutCSRF: s.mac("logout", mustCookie(r, cookieSession))}
 	seen := map[string]bool{}
 	for _, rec := range recs {
 		if seen[rec.RequestID] {
@@ -57,18 +58,17 @@ func (s *Server) grantsLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	username, pw, ip := r.PostFormValue("username"), r.PostFormValue("password"), clientIP(r)
-	if !s.throttle.allowed(username, ip) {
+	if !s.throttle.reserve(username, ip) {
 		w.Header().Set("Retry-After", "900")
 		s.pages.Render(w, http.StatusTooManyRequests, "grants", web.GrantsData{CSRF: s.mac("grants-login", browser), Error: "Too many failed attempts. Try again later."})
 		return
 	}
 	u, err := s.users.Authenticate(ctx, username, pw)
 	if err != nil {
-		s.throttle.fail(username, ip)
 		s.pages.Render(w, http.StatusUnauthorized, "grants", web.GrantsData{CSRF: s.mac("grants-login", browser), Error: "Wrong username or password."})
 		return
 	}
-	s.throttle.succeed(username)
+	s.throttle.succeed(username, ip)
 	if _, _, _, err := s.startSession(w, r, u.Username); err != nil {
 		s.errorPage(w, http.StatusInternalServerError, "Error", "The session could not be started.")
 		return

@@ -107,7 +107,7 @@ func (s *Server) ehrPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess := mustCookie(r, cookieSession)
-	data := web.EHRData{LoggedIn: true, Username: u.Username, CSRF: s.mac("ehr-launch", sess), Query: r.URL.Query().Get("q")}
+	data := web.EHRData{LoggedIn: true, Username: u.Username, CSRF: s.mac("ehr-launch", sess), LogoutCSRF: s.mac("logout", sess), Query: r.URL.Query().Get("q")}
 	if s.patients != nil {
 		rows, err := s.patients.ListPatients(ctx, data.Query, 50)
 		if err != nil {
@@ -147,18 +147,17 @@ func (s *Server) ehrLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	username, pw := r.PostFormValue("username"), r.PostFormValue("password")
 	ip := clientIP(r)
-	if !s.throttle.allowed(username, ip) {
+	if !s.throttle.reserve(username, ip) {
 		w.Header().Set("Retry-After", "900")
 		s.pages.Render(w, http.StatusTooManyRequests, "ehr", web.EHRData{CSRF: s.mac("ehr-login", browser), Error: "Too many failed attempts. Try again later."})
 		return
 	}
 	u, err := s.users.Authenticate(ctx, username, pw)
 	if err != nil {
-		s.throttle.fail(username, ip)
 		s.pages.Render(w, http.StatusUnauthorized, "ehr", web.EHRData{CSRF: s.mac("ehr-login", browser), Error: "Wrong username or password."})
 		return
 	}
-	s.throttle.succeed(username)
+	s.throttle.succeed(username, ip)
 	if _, _, _, err := s.startSession(w, r, u.Username); err != nil {
 		s.errorPage(w, http.StatusInternalServerError, "Error", "The session could not be started.")
 		return
@@ -187,5 +186,7 @@ func (s *Server) ehrLaunch(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusBadRequest, "Launch failed", "The app has no launch URL.")
 		return
 	}
+	// The Location carries the launch value, a bearer secret: not to be cached.
+	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, l.LaunchURL, http.StatusSeeOther)
 }

@@ -46,6 +46,14 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	m.ClientID = "dyn-" + randomToken()[:24]
 	m.ClientIDIssuedAt = 0
 	m = normalizeMetadata(m)
+	if err := ValidateDynamicMetadata(m); err != nil {
+		var oe *oauth.Error
+		if errors.As(err, &oe) {
+			s.log.InfoContext(ctx, "dynamic registration refused", "error", oe.Description)
+		}
+		oauth.WriteError(w, r, err)
+		return
+	}
 	secret := ""
 	if m.TokenEndpointAuthMethod == oauth.AuthClientSecretBasic || m.TokenEndpointAuthMethod == oauth.AuthClientSecretPost {
 		secret = NewSecret()

@@ -36,11 +36,30 @@ func (t *throttle) keys(username, ip string) [2]string {
 	return [2]string{"u\x00" + username, "i\x00" + ip}
 }
 
+// reserve is what the login handlers call before checking a password: it reports whether the
+// attempt may proceed and, if so, already counts it as a failure, in one step. Checking and
+// counting separately would let a burst of parallel guesses all pass the check before any of them
+// is counted. succeed takes the count back for a correct password.
+func (t *throttle) reserve(username, ip string) bool {
+	now := t.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.allowedLocked(username, ip, now) {
+		return false
+	}
+	t.failLocked(username, ip, now)
+	return true
+}
+
 // allowed reports whether a login attempt for username from ip may proceed.
 func (t *throttle) allowed(username, ip string) bool {
 	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.allowedLocked(username, ip, now)
+}
+
+func (t *throttle) allowedLocked(username, ip string, now time.Time) bool {
 	ks := t.keys(username, ip)
 	limits := [2]int{t.cfg.MaxFailuresPerAccount, t.cfg.MaxFailuresPerIP}
 	for i, k := range ks {
@@ -60,6 +79,10 @@ func (t *throttle) fail(username, ip string) {
 	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.failLocked(username, ip, now)
+}
+
+func (t *throttle) failLocked(username, ip string, now time.Time) {
 	if len(t.entries) >= throttleMaxEntries {
 		for k, e := range t.entries {
 			if now.Sub(e.start) >= t.cfg.Window {
@@ -80,11 +103,15 @@ func (t *throttle) fail(username, ip string) {
 	}
 }
 
-// succeed clears the account's failures (not the IP's).
-func (t *throttle) succeed(username string) {
+// succeed clears the account's failures and takes back the IP's count of the attempt reserve
+// made (earlier failures from the IP stay counted).
+func (t *throttle) succeed(username, ip string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.entries, "u\x00"+username)
+	if e := t.entries["i\x00"+ip]; e != nil && e.failures > 0 {
+		e.failures--
+	}
 }
 
 // clientIP is the peer address. Forwarded headers are not trusted here: the gateway in front of

@@ -115,10 +115,12 @@ type EHRData struct {
 	LoggedIn bool
 	Username string
 	CSRF     string
-	Query    string
-	Patients []PatientRow
-	Apps     []App
-	Error    string
+	// LogoutCSRF is the token of the sign-out form.
+	LogoutCSRF string
+	Query      string
+	Patients   []PatientRow
+	Apps       []App
+	Error      string
 }
 
 // Grant is one app's access in the grants page.
@@ -131,6 +133,8 @@ type GrantsData struct {
 	LoggedIn bool
 	Username string
 	CSRF     string
-	Grants   []Grant
-	Error    string
+	// LogoutCSRF is the token of the sign-out form.
+	LogoutCSRF string
+	Grants     []Grant
+	Error      string
 }
