@@ -93,6 +93,7 @@ func (a *App) build(ctx context.Context) error {
 	if a.cfg.Demo {
 		a.demo = newDemoAccounts(a.cfg)
 	}
+	a.metrics = metrics.New()
 	kms, err := authserver.OpenKeys(ctx, a.store, a.cfg.Auth, a.cfg.DataDir, a.lookup, nil, a.log)
 	if err != nil {
 		return fmt.Errorf("signing keys: %w", err)
@@ -198,7 +199,6 @@ func (a *App) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.metrics = metrics.New()
 	a.public = &http.Server{Handler: a.publicRoutes(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	a.gw.ConfigureServer(a.public)
 	if a.cfg.AdminAddr != "" {
@@ -295,9 +295,14 @@ func (a *App) adminRoutes() (http.Handler, error) {
 	return a.gw.Wrap(config.GroupAdmin, mux), nil
 }
 
-// observeDecision is told of every FHIR access decision; denials are logged at debug level
-// with their reasons until the audit trail records them.
+// observeDecision is told of every FHIR access decision: it is counted by reason, and denials
+// are logged at debug level (the audit trail records every decision of a request).
 func (a *App) observeDecision(r *http.Request, in policy.Input, d policy.Decision) {
+	reason := ""
+	if len(d.Reasons) > 0 {
+		reason = string(d.Reasons[0])
+	}
+	a.metrics.Decision(string(in.Interaction), d.Allow, reason)
 	if !d.Allow {
 		a.log.DebugContext(r.Context(), "access denied", "interaction", in.Interaction, "type", in.Type, "id", in.ID, "reasons", d.Reasons)
 	}

@@ -14,9 +14,10 @@ import (
 
 // Metrics is one registry and the collectors fhirgate updates.
 type Metrics struct {
-	reg      *prometheus.Registry
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	reg       *prometheus.Registry
+	requests  *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	decisions *prometheus.CounterVec
 }
 
 // New builds a registry with the runtime collectors and the HTTP metrics.
@@ -32,8 +33,22 @@ func New() *Metrics {
 		Help:    "HTTP request latency by route group and method.",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 	}, []string{"group", "method"})
-	m.reg.MustRegister(m.requests, m.duration)
+	m.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fhirgate_access_decisions_total",
+		Help: "FHIR access decisions by interaction, result and first reason.",
+	}, []string{"interaction", "result", "reason"})
+	m.reg.MustRegister(m.requests, m.duration, m.decisions)
 	return m
+}
+
+// Decision counts one access decision. interaction and reason come from fixed enumerations, so
+// the label set stays bounded.
+func (m *Metrics) Decision(interaction string, allowed bool, reason string) {
+	result := "deny"
+	if allowed {
+		result = "allow"
+	}
+	m.decisions.WithLabelValues(interaction, result, reason).Inc()
 }
 
 // Registry lets other components register their collectors.

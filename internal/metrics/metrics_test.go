@@ -31,3 +31,15 @@ func TestInstrument(t *testing.T) {
 		}
 	}
 }
+
+func TestDecisions(t *testing.T) {
+	m := New()
+	m.Decision("read", true, "scope-granted")
+	m.Decision("read", false, "outside-compartment")
+	m.Decision("read", false, "outside-compartment")
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if !strings.Contains(rec.Body.String(), `fhirgate_access_decisions_total{interaction="read",reason="outside-compartment",result="deny"} 2`) {
+		t.Errorf("decision metrics missing:\n%s", rec.Body.String())
+	}
+}
