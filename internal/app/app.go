@@ -141,7 +141,7 @@ func (a *App) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	engine, err := policy.New(policy.Config{Registry: a.registry, Matcher: matcher, Membership: membership, BaseURL: a.cfg.FHIRBase()})
+	engine, err := a.policyEngine(matcher, membership)
 	if err != nil {
 		return err
 	}
@@ -210,6 +210,27 @@ func (a *App) build(ctx context.Context) error {
 		a.gw.ConfigureServer(a.admin)
 	}
 	return nil
+}
+
+// policyEngine builds the enforced rule set and, in audit-only mode, the shadow one.
+func (a *App) policyEngine(matcher policy.Matcher, membership policy.Membership) (*policy.Engine, error) {
+	careTeams := careTeamSource{b: a.store, reg: a.registry}
+	ua, err := policy.NewUserAccess(a.cfg.Policy.UserAccess, careTeams)
+	if err != nil {
+		return nil, err
+	}
+	cfg := policy.Config{
+		Registry: a.registry, Matcher: matcher, Membership: membership, BaseURL: a.cfg.FHIRBase(),
+		UserAccess: ua, MaxUserPatients: a.cfg.Policy.MaxUserPatients, DenyAsForbidden: !a.cfg.Policy.HideExistence,
+	}
+	if a.cfg.Policy.ShadowEnabled() {
+		sua, err := policy.NewUserAccess(a.cfg.Policy.Shadow.UserAccess, careTeams)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Shadow = &policy.Config{UserAccess: sua, MaxUserPatients: a.cfg.Policy.Shadow.MaxUserPatients, DenyAsForbidden: !a.cfg.Policy.Shadow.HideExistence}
+	}
+	return policy.New(cfg)
 }
 
 // openAudit opens the tamper-evident trail on the store; checkpoints are signed with the current
@@ -304,7 +325,11 @@ func (a *App) observeDecision(r *http.Request, in policy.Input, d policy.Decisio
 	}
 	a.metrics.Decision(string(in.Interaction), d.Allow, reason)
 	if !d.Allow {
-		a.log.DebugContext(r.Context(), "access denied", "interaction", in.Interaction, "type", in.Type, "id", in.ID, "reasons", d.Reasons)
+		a.log.DebugContext(r.Context(), "access denied", "interaction", in.Interaction, "type", in.Type, "id", in.ID, "reasons", d.Reasons, "rule", d.Rule)
+	}
+	if s := d.Shadow; s != nil && s.Allow != d.Allow {
+		a.log.InfoContext(r.Context(), "shadow policy disagrees", "interaction", in.Interaction, "type", in.Type, "id", in.ID,
+			"enforced", d.Allow, "shadow", s.Allow, "shadow_reasons", s.Reasons, "shadow_rule", s.Rule)
 	}
 }
 

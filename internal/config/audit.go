@@ -3,6 +3,7 @@ package config
 import (
 	"net"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -21,6 +22,14 @@ type Audit struct {
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
 	// CheckpointEntries forces a checkpoint after this many entries.
 	CheckpointEntries int `yaml:"checkpoint_entries"`
+	// AuditorRole is the user role (the access token's roles claim) that may read and search
+	// AuditEvents through the FHIR API, in addition to a scope reaching AuditEvent.
+	AuditorRole string `yaml:"auditor_role"`
+	// Stdout copies every entry as a JSON line to standard output (container log collectors).
+	Stdout bool `yaml:"stdout"`
+	// SinkRetryMax caps the wait between retries of a sink that does not accept entries; the
+	// entries are kept (in the trail) until it does.
+	SinkRetryMax time.Duration `yaml:"sink_retry_max"`
 	// File copies every entry to a rotating JSON-lines file.
 	File AuditFile `yaml:"file"`
 	// Syslog sends every entry to a syslog collector (RFC 5424).
@@ -43,10 +52,20 @@ type AuditFile struct {
 
 // AuditSyslog configures the syslog sink; an empty address disables it.
 type AuditSyslog struct {
-	// Network is tcp or udp.
+	// Network is tcp, udp or tls (RFC 5425, usually port 6514).
 	Network string `yaml:"network"`
 	// Address is host:port of the collector.
 	Address string `yaml:"address"`
+	// CAFile is a PEM bundle of the CAs trusted for the collector's certificate (tls); the
+	// system roots when empty.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are a PEM client certificate and key for mutual TLS (tls), both or
+	// neither.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName is the name checked in the collector's certificate (tls); the address's host
+	// when empty.
+	ServerName string `yaml:"server_name"`
 	// Facility is the RFC 5424 facility number (13 = log audit).
 	Facility int `yaml:"facility"`
 	// Hostname overrides the HOSTNAME field (the machine's name by default).
@@ -92,6 +111,8 @@ func DefaultAudit() Audit {
 		QueueSize:          8192,
 		CheckpointInterval: time.Minute,
 		CheckpointEntries:  10000,
+		AuditorRole:        "auditor",
+		SinkRetryMax:       30 * time.Second,
 		File:               AuditFile{MaxBytes: 100 << 20, MaxFiles: 10},
 		Syslog:             AuditSyslog{Network: "tcp", Facility: 13},
 		Webhook:            AuditWebhook{MaxAttempts: 5, Timeout: 30 * time.Second},
@@ -125,6 +146,12 @@ func (a *Audit) validate(v *Problems) {
 	if a.CheckpointEntries < 1 {
 		v.Add("audit.checkpoint_entries", "must be at least 1")
 	}
+	if a.AuditorRole == "" || strings.ContainsFunc(a.AuditorRole, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		v.Add("audit.auditor_role", "must be a non-empty role name without spaces")
+	}
+	if a.SinkRetryMax < 100*time.Millisecond || a.SinkRetryMax > time.Hour {
+		v.Add("audit.sink_retry_max", "must be between 100ms and 1h")
+	}
 	if a.File.Path != "" {
 		if a.File.MaxBytes < 0 {
 			v.Add("audit.file.max_bytes", "must not be negative")
@@ -134,8 +161,17 @@ func (a *Audit) validate(v *Problems) {
 		}
 	}
 	if a.Syslog.Address != "" {
-		if a.Syslog.Network != "tcp" && a.Syslog.Network != "udp" {
-			v.Add("audit.syslog.network", "must be tcp or udp, got %q", a.Syslog.Network)
+		switch a.Syslog.Network {
+		case "tcp", "udp":
+			if a.Syslog.CAFile != "" || a.Syslog.CertFile != "" || a.Syslog.KeyFile != "" || a.Syslog.ServerName != "" {
+				v.Add("audit.syslog.network", "ca_file, cert_file, key_file and server_name need network tls")
+			}
+		case "tls":
+			if (a.Syslog.CertFile == "") != (a.Syslog.KeyFile == "") {
+				v.Add("audit.syslog.cert_file", "cert_file and key_file go together")
+			}
+		default:
+			v.Add("audit.syslog.network", "must be tcp, udp or tls, got %q", a.Syslog.Network)
 		}
 		if _, _, err := net.SplitHostPort(a.Syslog.Address); err != nil {
 			v.Add("audit.syslog.address", "must be host:port")

@@ -28,7 +28,14 @@ func TestAuditValidate(t *testing.T) {
 		{"flush interval", func(a *Audit) { a.FlushInterval = 0 }, "audit.flush_interval"},
 		{"checkpoint interval", func(a *Audit) { a.CheckpointInterval = time.Millisecond }, "audit.checkpoint_interval"},
 		{"file max files", func(a *Audit) { a.File = AuditFile{Path: "x", MaxFiles: 0} }, "audit.file.max_files"},
-		{"syslog network", func(a *Audit) { a.Syslog = AuditSyslog{Network: "tls", Address: "h:514"} }, "audit.syslog.network"},
+		{"syslog network", func(a *Audit) { a.Syslog = AuditSyslog{Network: "quic", Address: "h:514"} }, "audit.syslog.network"},
+		{"syslog TLS options without tls", func(a *Audit) { a.Syslog = AuditSyslog{Network: "tcp", Address: "h:514", CAFile: "ca.pem"} }, "audit.syslog.network"},
+		{"syslog client cert without key", func(a *Audit) {
+			a.Syslog = AuditSyslog{Network: "tls", Address: "h:6514", CertFile: "c.pem"}
+		}, "audit.syslog.cert_file"},
+		{"auditor role empty", func(a *Audit) { a.AuditorRole = "" }, "audit.auditor_role"},
+		{"auditor role with space", func(a *Audit) { a.AuditorRole = "audit or" }, "audit.auditor_role"},
+		{"sink retry max", func(a *Audit) { a.SinkRetryMax = time.Millisecond }, "audit.sink_retry_max"},
 		{"syslog address", func(a *Audit) { a.Syslog = AuditSyslog{Network: "udp", Address: "h"} }, "audit.syslog.address"},
 		{"webhook plain http", func(a *Audit) { a.Webhook.URL = "http://siem.example.com/in" }, "audit.webhook.url"},
 		{"webhook credentials in URL", func(a *Audit) { a.Webhook.URL = "https://u:p@siem.example.com/in" }, "audit.webhook.url"},
@@ -46,6 +53,8 @@ func TestAuditValidate(t *testing.T) {
 		})
 	}
 	a := DefaultAudit()
+	a.Syslog = AuditSyslog{Network: "tls", Address: "siem.internal:6514", CAFile: "ca.pem", CertFile: "c.pem", KeyFile: "k.pem"}
+	a.Stdout = true
 	a.Webhook.URL = "http://127.0.0.1:9000/in"
 	a.Alerts.DeniedThreshold, a.Alerts.DeniedWindow = 0, 0 // disabled
 	if p := auditProblems(a); len(p) != 0 {

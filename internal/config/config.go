@@ -54,6 +54,8 @@ type Config struct {
 	Gateway Gateway `yaml:"gateway"`
 	// Audit configures the audit trail.
 	Audit Audit `yaml:"audit"`
+	// Policy configures access decisions beyond the scopes (user/ reach, 404 vs 403, shadow).
+	Policy Policy `yaml:"policy"`
 }
 
 // Storage selects the backend of every store.
@@ -148,6 +150,7 @@ func Default() Config {
 		Auth:    DefaultAuth(),
 		Gateway: DefaultGateway(),
 		Audit:   DefaultAudit(),
+		Policy:  DefaultPolicy(),
 	}
 }
 
@@ -242,6 +245,7 @@ func (c *Config) Validate() error {
 	c.Auth.validate(&v)
 	c.Gateway.validate(&v)
 	c.Audit.validate(&v)
+	c.Policy.validate(&v)
 	return v.Err()
 }
 

@@ -112,3 +112,23 @@ func TestEnvKeysCoverScalars(t *testing.T) {
 		}
 	}
 }
+
+func TestPolicyValidation(t *testing.T) {
+	cfg := Default()
+	cfg.Policy.UserAccess = "everyone"
+	cfg.Policy.MaxUserPatients = 0
+	cfg.Policy.Shadow.Mode = "enforce"
+	err := cfg.Validate()
+	for _, key := range []string{"policy.user_access", "policy.max_user_patients", "policy.shadow.mode"} {
+		if err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("Validate() = %v, want a problem naming %s", err, key)
+		}
+	}
+	cfg = Default()
+	cfg.Policy.UserAccess = "care-team"
+	cfg.Policy.Shadow.Mode = "audit-only"
+	cfg.Policy.Shadow.UserAccess = "compartment"
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("care-team with a compartment shadow: %v", err)
+	}
+}

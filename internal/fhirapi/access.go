@@ -135,8 +135,17 @@ func denial(d policy.Decision, in policy.Input) error {
 // resource leaves the server; the narrowed query should never have produced one that fails it.
 func (a *API) visible(r *http.Request, d policy.Decision, res *fhir.Resource) bool {
 	ok, why := d.Filter.Check(res.Type, res.Body)
-	if !ok && why != policy.ReasonGranularMismatch && why != policy.ReasonOutsideCompartment {
+	if !ok && why != policy.ReasonGranularMismatch && why != policy.ReasonOutsideCompartment && why != policy.ReasonOutsideUserAccess {
 		a.opts.Logger.WarnContext(r.Context(), "response filter held back a resource", "type", res.Type, "id", res.ID, "reason", why)
 	}
 	return ok
+}
+
+// refused is the answer for a resource the decision's filter held back: 404 so that its existence
+// does not leak, or 403 where the deployment chose to reveal refusals.
+func refused(d policy.Decision, typ, id string) error {
+	if d.RefusedStatus() == http.StatusForbidden {
+		return fhir.Errorf(http.StatusForbidden, "forbidden", "the access token does not allow this request")
+	}
+	return fhir.NotFound(typ, id)
 }

@@ -91,7 +91,7 @@ func (a *API) authorizeEntry(r *http.Request, method, typ, id string, body []byt
 			return err
 		}
 		if cur != nil && cur.Body != nil && !a.visible(r, d, cur) {
-			return fhir.NotFound(typ, id)
+			return refused(d, typ, id)
 		}
 		return nil
 	case http.MethodPost:

@@ -36,12 +36,12 @@ func (a *API) read(w http.ResponseWriter, r *http.Request) error {
 	res, err := a.opts.Backend.Read(r.Context(), typ, id)
 	if err != nil {
 		if errors.Is(err, fhir.ErrGone) && !a.goneVisible(r, d, res) {
-			return fhir.NotFound(typ, id)
+			return refused(d, typ, id)
 		}
 		return a.goneWithHeaders(w, res, err)
 	}
 	if !a.visible(r, d, res) {
-		return fhir.NotFound(typ, id)
+		return refused(d, typ, id)
 	}
 	touched(r, res)
 	returned(r, 1)
@@ -96,12 +96,12 @@ func (a *API) vread(w http.ResponseWriter, r *http.Request) error {
 	res, err := a.opts.Backend.VRead(r.Context(), typ, id, vid)
 	if err != nil {
 		if errors.Is(err, fhir.ErrGone) && !a.goneVisible(r, d, res) {
-			return fhir.NotFound(typ, id)
+			return refused(d, typ, id)
 		}
 		return a.goneWithHeaders(w, res, err)
 	}
 	if !a.visible(r, d, res) {
-		return fhir.NotFound(typ, id)
+		return refused(d, typ, id)
 	}
 	touched(r, res)
 	returned(r, 1)

@@ -10,6 +10,13 @@ import (
 // patientCompartmentTypes reads the R4 Patient CompartmentDefinition: the types that have at
 // least one parameter linking them to a patient, plus Patient itself.
 func patientCompartmentTypes() (map[string]bool, error) {
+	types, _, err := patientCompartment()
+	return types, err
+}
+
+// patientCompartment reads the R4 Patient CompartmentDefinition: its types (plus Patient) and
+// the parameters of each.
+func patientCompartment() (map[string]bool, map[string][]string, error) {
 	var def struct {
 		Resource []struct {
 			Code  string   `json:"code"`
@@ -17,18 +24,20 @@ func patientCompartmentTypes() (map[string]bool, error) {
 		} `json:"resource"`
 	}
 	if err := json.Unmarshal(definitions.PatientCompartment, &def); err != nil {
-		return nil, fmt.Errorf("policy: patient compartment definition: %w", err)
+		return nil, nil, fmt.Errorf("policy: patient compartment definition: %w", err)
 	}
 	out := map[string]bool{"Patient": true}
+	params := map[string][]string{}
 	for _, r := range def.Resource {
 		if len(r.Param) > 0 {
 			out[r.Code] = true
+			params[r.Code] = r.Param
 		}
 	}
 	if len(out) < 10 {
-		return nil, fmt.Errorf("policy: patient compartment definition lists only %d types", len(out))
+		return nil, nil, fmt.Errorf("policy: patient compartment definition lists only %d types", len(out))
 	}
-	return out, nil
+	return out, params, nil
 }
 
 // DefaultExtraCompartmentTypes are bounded to the patient although the R4 Patient

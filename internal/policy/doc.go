@@ -8,5 +8,9 @@
 // The engine denies by default: an interaction, operation, scope form or query shape it does not
 // model is refused. It does no I/O of its own and imports no HTTP or database code; checking a
 // resource body against a compartment or a granular scope is delegated to the small Matcher and
-// Membership interfaces. docs/access-control.md describes the rules.
+// Membership interfaces. The user/ scopes of a practitioner are bounded by a UserAccess strategy
+// (all, the Practitioner compartment, or the patients of the user's care teams, fetched through a
+// CareTeamSource the app implements). Every Decision names the Rule that decided it, and an
+// optional shadow rule set is evaluated beside the enforced one in audit-only mode
+// (Decision.Shadow). docs/access-control.md describes the rules.
 package policy

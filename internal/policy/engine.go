@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/fhirgate/fhirgate/internal/authn"
@@ -49,6 +50,20 @@ type Config struct {
 	ExtraCompartmentTypes []string
 	// Now is the clock (date constraints with the ap prefix); nil means time.Now.
 	Now func() time.Time
+	// UserAccess bounds the user/ scopes of a Practitioner or PractitionerRole user with the
+	// user's own permissions; nil means AllPatients (every patient, the single-tenant default).
+	UserAccess UserAccess
+	// MaxUserPatients caps the patients a patient-set strategy may return; above it requests are
+	// refused (user-access-too-broad). 0 means DefaultMaxUserPatients.
+	MaxUserPatients int
+	// DenyAsForbidden answers refusals of resources outside the token's access (another
+	// patient's, a granular mismatch) 403 instead of 404 (config policy.hide_existence: false).
+	// The default hides existence.
+	DenyAsForbidden bool
+	// Shadow, when set, is a second rule set evaluated beside this one in audit-only mode: its
+	// decision is recorded in Decision.Shadow and never enforced. Its Registry, Matcher and
+	// Membership default to this Config's; it cannot have a shadow of its own.
+	Shadow *Config
 }
 
 // Engine evaluates access decisions. It is immutable and safe for concurrent use; to change the
@@ -61,14 +76,59 @@ type Engine struct {
 	now         func() time.Time
 	compartment map[string]bool // types in the Patient compartment
 	shared      map[string]bool
+	// compartmentParams are the Patient compartment parameters of each type.
+	compartmentParams map[string][]string
+	// practParams: reference type (Practitioner, PractitionerRole) → resource type →
+	// Practitioner compartment parameters that can point at it.
+	practParams map[string]map[string][]*search.Param
+	userAccess  UserAccess
+	maxPatients int
+	revealDeny  bool
+	shadow      *Engine
 }
 
 // New builds an Engine.
 func New(cfg Config) (*Engine, error) {
+	e, err := newEngine(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Shadow != nil {
+		sc := *cfg.Shadow
+		if sc.Shadow != nil {
+			return nil, errors.New("policy: a shadow rule set cannot have a shadow of its own")
+		}
+		if sc.Registry == nil {
+			sc.Registry = cfg.Registry
+		}
+		if sc.Matcher == nil {
+			sc.Matcher = cfg.Matcher
+		}
+		if sc.Membership == nil {
+			sc.Membership = cfg.Membership
+		}
+		if sc.Now == nil {
+			sc.Now = cfg.Now
+		}
+		if e.shadow, err = newEngine(sc); err != nil {
+			return nil, fmt.Errorf("policy: shadow rule set: %w", err)
+		}
+	}
+	return e, nil
+}
+
+func newEngine(cfg Config) (*Engine, error) {
 	if cfg.Registry == nil || cfg.Matcher == nil || cfg.Membership == nil {
 		return nil, errors.New("policy: Registry, Matcher and Membership are required")
 	}
-	comp, err := patientCompartmentTypes()
+	if cfg.MaxUserPatients < 0 {
+		return nil, errors.New("policy: MaxUserPatients must not be negative")
+	}
+	comp, compParams, err := patientCompartment()
+	if err != nil {
+		return nil, err
+	}
+	practParams, err := practitionerParams(cfg.Registry)
 	if err != nil {
 		return nil, err
 	}
@@ -85,18 +145,32 @@ func New(cfg Config) (*Engine, error) {
 			return nil, fmt.Errorf("policy: extra compartment type %q is not a resource type outside the compartment and the shared types", t)
 		}
 		comp[t] = true
+		if _, ok := cfg.Registry.Lookup(t, "patient"); ok {
+			compParams[t] = []string{"patient"}
+		}
 	}
 	e := &Engine{
-		reg:         cfg.Registry,
-		matcher:     cfg.Matcher,
-		membership:  cfg.Membership,
-		baseURL:     cfg.BaseURL,
-		now:         cfg.Now,
-		compartment: comp,
-		shared:      map[string]bool{},
+		compartmentParams: compParams,
+		practParams:       practParams,
+		userAccess:        cfg.UserAccess,
+		maxPatients:       cfg.MaxUserPatients,
+		revealDeny:        cfg.DenyAsForbidden,
+		reg:               cfg.Registry,
+		matcher:           cfg.Matcher,
+		membership:        cfg.Membership,
+		baseURL:           cfg.BaseURL,
+		now:               cfg.Now,
+		compartment:       comp,
+		shared:            map[string]bool{},
 	}
 	if e.now == nil {
 		e.now = time.Now
+	}
+	if e.userAccess == nil {
+		e.userAccess = AllPatients{}
+	}
+	if e.maxPatients == 0 {
+		e.maxPatients = DefaultMaxUserPatients
 	}
 	for _, t := range shared {
 		if !smart.IsResourceType(t) {
@@ -131,6 +205,25 @@ type Decision struct {
 	// Filter checks every resource the request returns; set whenever Allow is true (nil only
 	// for the public CapabilityStatement).
 	Filter *ResponseFilter
+	// Rule is what decided, for the log and the audit trail: for an allow the scopes that
+	// granted (and user_access=<strategy> when the user's own permissions bound them); for a
+	// deny the rule that refused.
+	Rule string
+	// Shadow is what the shadow rule set would have decided (Config.Shadow); nil without one.
+	// It is never enforced: only logged and audited. Its Narrowing and Filter are nil.
+	Shadow *Decision
+
+	revealDeny bool
+}
+
+// RefusedStatus is the status for a resource the Filter refuses on a read (or an update, patch
+// or delete whose stored body it refuses): 404 unless the engine was configured to answer 403
+// (Config.DenyAsForbidden).
+func (d Decision) RefusedStatus() int {
+	if d.revealDeny {
+		return 403
+	}
+	return 404
 }
 
 // Status is the HTTP status a denial maps to (401 without a token, 404 when NotFound, 403
@@ -148,19 +241,37 @@ func (d Decision) Status() int {
 }
 
 func deny(r Reason, format string, args ...any) Decision {
-	return Decision{Reasons: []Reason{r}, Detail: fmt.Sprintf(format, args...)}
+	return Decision{Reasons: []Reason{r}, Detail: fmt.Sprintf(format, args...), Rule: denyRules[r]}
 }
 
-func hidden(r Reason, format string, args ...any) Decision {
+// hidden is a denial of a resource outside the token's access: 404 unless the engine answers
+// 403 (Config.DenyAsForbidden).
+func (e *Engine) hidden(r Reason, format string, args ...any) Decision {
 	d := deny(r, format, args...)
-	d.NotFound = true
+	d.NotFound = !e.revealDeny
 	return d
 }
 
-// Evaluate decides one request. It returns an error only when a body cannot be checked (the
-// Matcher or Membership failed); the decision is then a denial and the FHIR API answers 500
-// (fail closed).
-func (e *Engine) Evaluate(_ context.Context, in Input) (Decision, error) {
+// Evaluate decides one request. It returns an error only when a body or the user's permissions
+// cannot be checked (the Matcher, Membership or UserAccess failed); the decision is then a
+// denial and the FHIR API answers 500 (fail closed). With a shadow rule set, Decision.Shadow
+// records what it would have decided; the shadow never changes the decision nor the error.
+func (e *Engine) Evaluate(ctx context.Context, in Input) (Decision, error) {
+	d, err := e.evaluate(ctx, in)
+	d.revealDeny = e.revealDeny
+	if e.shadow != nil {
+		sd, serr := e.shadow.evaluate(ctx, in)
+		if serr != nil {
+			sd = Decision{Reasons: []Reason{ReasonEvaluationError}, Detail: serr.Error(), Rule: denyRules[ReasonEvaluationError]}
+		}
+		sd.revealDeny = e.shadow.revealDeny
+		sd.Narrowing, sd.Filter, sd.Shadow = nil, nil, nil
+		d.Shadow = &sd
+	}
+	return d, err
+}
+
+func (e *Engine) evaluate(ctx context.Context, in Input) (Decision, error) {
 	if in.Interaction == Capabilities {
 		// SMART-CONFORMANCE §7.1 A7: /metadata answers without a token.
 		return Decision{Allow: true, Reasons: []Reason{ReasonPublic}}, nil
@@ -171,6 +282,20 @@ func (e *Engine) Evaluate(_ context.Context, in Input) (Decision, error) {
 	subj, r, detail := e.subjectOf(in.Principal)
 	if r != "" {
 		return deny(r, "%s", detail), nil
+	}
+	if subj.needsReach {
+		rc, err := e.userReach(ctx, in.Principal.FHIRUser)
+		switch {
+		case errors.Is(err, errTooBroad):
+			d := deny(ReasonUserAccessTooBroad, "%v", err)
+			d.Rule = "user_access=" + e.userAccess.Name()
+			return d, nil
+		case err != nil:
+			d := deny(ReasonEvaluationError, "%v", err)
+			d.Rule = "user_access=" + e.userAccess.Name()
+			return d, err
+		}
+		subj.reach = rc
 	}
 	if in.Type != "" && !smart.IsResourceType(in.Type) {
 		return deny(ReasonInvalidInput, "%q is not a resource type", in.Type), nil
@@ -203,6 +328,11 @@ type subject struct {
 	// mixed is true when patient/ and user/ scopes share the token: user/ scopes then reach
 	// only the shared types.
 	mixed bool
+	// needsReach is true for a Practitioner or PractitionerRole user with user/ scopes (not
+	// mixed): the UserAccess strategy bounds them. reach is its answer; nil reaches every
+	// patient.
+	needsReach bool
+	reach      *reach
 }
 
 // bound reports whether some scopes of the subject are bound to a patient.
@@ -232,6 +362,7 @@ func (e *Engine) subjectOf(p *authn.Principal) (*subject, Reason, string) {
 		}
 		switch typ {
 		case "Practitioner", "PractitionerRole":
+			s.needsReach = !s.mixed
 		case "Patient":
 			s.userPatient = id
 		default:
@@ -253,16 +384,31 @@ type access struct {
 	// alternative suffices).
 	unconstrained bool
 	alternatives  [][]search.Clause
+	// user, when set, is the user's own reach every resource must be within (user/ scopes of a
+	// Practitioner user under a bounding strategy).
+	user *reach
+	// scopes are the scopes that permit the type (Decision.Rule).
+	scopes []string
 }
 
 // constrained reports whether a resource must be checked beyond its type.
-func (a *access) constrained() bool { return a.compartment != nil || !a.unconstrained }
+func (a *access) constrained() bool { return a.compartment != nil || a.user != nil || !a.unconstrained }
+
+// rule is the Decision.Rule of an allow through a.
+func (a *access) rule() string {
+	r := strings.Join(a.scopes, " ")
+	if a.user != nil {
+		r += " user_access=" + a.user.strategy
+	}
+	return r
+}
 
 // accessFor finds the scopes of subj that permit any of perms on typ, and what they require of
 // a resource. The reason is set (and access unusable) when no scope permits it.
 func (e *Engine) accessFor(subj *subject, typ string, perms smart.Perms) (access, Reason, string) {
 	a := access{typ: typ}
 	typeNamed := false
+	userBound := false
 	var why Reason
 	var whyDetail string
 	usable := 0
@@ -289,6 +435,13 @@ func (e *Engine) accessFor(subj *subject, typ string, perms smart.Perms) (access
 				why, whyDetail = ReasonTypeOutsidePatientContext, fmt.Sprintf("a patient user's user/ scopes do not reach %s", typ)
 				continue
 			}
+			if subj.reach != nil && !e.shared[typ] {
+				if ok, r, detail := e.reaches(subj.reach, typ); !ok {
+					why, whyDetail = r, detail
+					continue
+				}
+				userBound = true
+			}
 		case smart.ContextSystem:
 		default:
 			continue
@@ -311,7 +464,11 @@ func (e *Engine) accessFor(subj *subject, typ string, perms smart.Perms) (access
 				a.compartment = &search.CompartmentRef{Type: "Patient", ID: subj.userPatient}
 			}
 		}
+		a.scopes = append(a.scopes, sc.String())
 		usable++
+	}
+	if userBound {
+		a.user = subj.reach
 	}
 	if usable == 0 {
 		switch {
@@ -371,6 +528,15 @@ func (e *Engine) permits(a *access, typ string, body []byte) (bool, Reason, erro
 			return false, ReasonOutsideCompartment, nil
 		}
 	}
+	if a.user != nil {
+		in, err := e.inReach(a.user, typ, body)
+		if err != nil {
+			return false, ReasonEvaluationError, fmt.Errorf("policy: user_access=%s check of %s: %w", a.user.strategy, typ, err)
+		}
+		if !in {
+			return false, ReasonOutsideUserAccess, nil
+		}
+	}
 	if a.unconstrained {
 		return true, "", nil
 	}
@@ -391,10 +557,34 @@ func allowReasons(a *access) []Reason {
 	if a.compartment != nil {
 		rs = append(rs, ReasonCompartmentNarrowed)
 	}
+	if a.user != nil {
+		rs = append(rs, ReasonUserAccessNarrowed)
+	}
 	if !a.unconstrained {
 		rs = append(rs, ReasonGranularNarrowed)
 	}
 	return rs
+}
+
+// allow is the decision that a permits the request.
+func allow(a *access) Decision {
+	return Decision{Allow: true, Reasons: allowReasons(a), Rule: a.rule()}
+}
+
+// refused is the denial of a body that a does not permit.
+func (e *Engine) refused(a *access, why Reason, hide bool, format string, args ...any) Decision {
+	var d Decision
+	if hide {
+		d = e.hidden(why, format, args...)
+	} else {
+		d = deny(why, format, args...)
+	}
+	if a.user != nil && why == ReasonOutsideUserAccess {
+		d.Rule = "user_access=" + a.user.strategy
+	} else if why == ReasonGranularMismatch {
+		d.Rule = strings.Join(a.scopes, " ")
+	}
+	return d
 }
 
 func (e *Engine) evaluateRead(subj *subject, in Input) (Decision, error) {
@@ -407,14 +597,15 @@ func (e *Engine) evaluateRead(subj *subject, in Input) (Decision, error) {
 	}
 	f := e.newFilter(subj, interactionPerms[in.Interaction])
 	f.only = in.Type // a read returns exactly one resource of the type read
-	d := Decision{Allow: true, Reasons: allowReasons(&a), Filter: f}
+	d := allow(&a)
+	d.Filter = f
 	if in.Resource != nil {
 		ok, why, err := e.permits(&a, in.Type, in.Resource)
 		if err != nil {
-			return hidden(why, "%v", err), err
+			return e.hidden(why, "%v", err), err
 		}
 		if !ok {
-			return hidden(why, "%s/%s is not within the token's access", in.Type, in.ID), nil
+			return e.refused(&a, why, true, "%s/%s is not within the token's access", in.Type, in.ID), nil
 		}
 	}
 	return d, nil
@@ -434,17 +625,17 @@ func (e *Engine) evaluateWrite(subj *subject, in Input) (Decision, error) {
 	if in.Interaction != Create && in.Current != nil {
 		ok, why, err := e.permits(&a, in.Type, in.Current)
 		if err != nil {
-			return hidden(why, "%v", err), err
+			return e.hidden(why, "%v", err), err
 		}
 		if !ok {
-			return hidden(why, "the stored %s/%s is not within the token's access", in.Type, in.ID), nil
+			return e.refused(&a, why, true, "the stored %s/%s is not within the token's access", in.Type, in.ID), nil
 		}
 	}
 	if in.Interaction == Delete {
 		if in.Current == nil && a.constrained() {
 			// Without the stored body nothing proves the resource is the patient's (or
 			// matches the granular scope): refuse, as not found.
-			return hidden(ReasonInvalidInput, "delete of %s/%s under a constrained scope without the stored resource", in.Type, in.ID), nil
+			return e.hidden(ReasonInvalidInput, "delete of %s/%s under a constrained scope without the stored resource", in.Type, in.ID), nil
 		}
 	} else {
 		// The new body must stay (or land) within the token's access: a patient token cannot
@@ -458,10 +649,12 @@ func (e *Engine) evaluateWrite(subj *subject, in Input) (Decision, error) {
 			return deny(why, "%v", err), err
 		}
 		if !ok {
-			return deny(why, "the new %s is not within the token's access", in.Type), nil
+			return e.refused(&a, why, false, "the new %s is not within the token's access", in.Type), nil
 		}
 	}
-	return Decision{Allow: true, Reasons: allowReasons(&a), Filter: e.newFilter(subj, perm|smart.PermRead)}, nil
+	d := allow(&a)
+	d.Filter = e.newFilter(subj, perm|smart.PermRead)
+	return d, nil
 }
 
 // searchPerms are what a resource in a search result needs: s for the matches (checked at
@@ -560,11 +753,18 @@ func (e *Engine) narrowing(subj *subject, types []string, perm smart.Perms) (*Na
 			types = definitions.ResourceTypes
 		}
 	}
-	var withComp, withoutComp int
+	var withComp, withoutComp, withUser, granular int
+	var scopes []string
+	var user *reach
 	for _, t := range types {
 		a, r, detail := e.accessFor(subj, t, perm)
 		if r != "" {
 			return nil, deny(r, "%s", detail)
+		}
+		for _, sc := range a.scopes {
+			if !slices.Contains(scopes, sc) {
+				scopes = append(scopes, sc)
+			}
 		}
 		if a.compartment != nil {
 			withComp++
@@ -572,17 +772,35 @@ func (e *Engine) narrowing(subj *subject, types []string, perm smart.Perms) (*Na
 		} else {
 			withoutComp++
 		}
-		if a.unconstrained {
-			continue
+		if a.user != nil {
+			withUser++
+			user = a.user
 		}
-		cl, ok := mergeAlternatives(a.alternatives)
+		if !a.unconstrained {
+			granular++
+		}
+		cl, ok, err := e.searchClauses(&a, t)
+		if err != nil {
+			return nil, deny(ReasonQueryUnsupported, "user_access=%s cannot bound %s: %v", a.user.strategy, t, err)
+		}
 		if !ok {
 			return nil, deny(ReasonGranularUnsupported, "the granular scopes on %s cannot be expressed as one search", t)
 		}
-		n.Clauses[t] = cl
+		if len(cl) > 0 {
+			n.Clauses[t] = cl
+		}
 	}
 	if withComp > 0 && withoutComp > 0 {
 		return nil, deny(ReasonQueryUnsupported, "the search mixes types inside and outside the patient compartment")
+	}
+	if withUser > 0 && len(types) > 1 {
+		d := deny(ReasonQueryUnsupported, "user_access=%s cannot bound a search over several types", user.strategy)
+		d.Rule = "user_access=" + user.strategy
+		return nil, d
+	}
+	allow.Rule = strings.Join(scopes, " ")
+	if user != nil {
+		allow.Rule += " user_access=" + user.strategy
 	}
 	if len(n.Clauses) > 0 && len(types) > 1 {
 		return nil, deny(ReasonGranularUnsupported, "granular scopes cannot bound a search over several types")
@@ -590,10 +808,32 @@ func (e *Engine) narrowing(subj *subject, types []string, perm smart.Perms) (*Na
 	if n.Compartment != nil {
 		allow.Reasons = append(allow.Reasons, ReasonCompartmentNarrowed)
 	}
-	if len(n.Clauses) > 0 {
+	if withUser > 0 {
+		allow.Reasons = append(allow.Reasons, ReasonUserAccessNarrowed)
+	}
+	if granular > 0 {
 		allow.Reasons = append(allow.Reasons, ReasonGranularNarrowed)
 	}
 	return n, allow
+}
+
+// searchClauses are the clauses to AND into a search of typ for a: the merged granular
+// alternatives and the user's bound. ok is false when the granular scopes cannot be expressed;
+// err when the user's bound cannot.
+func (e *Engine) searchClauses(a *access, typ string) (cl []search.Clause, ok bool, err error) {
+	if !a.unconstrained {
+		if cl, ok = mergeAlternatives(a.alternatives); !ok {
+			return nil, false, nil
+		}
+	}
+	if a.user != nil {
+		uc, err := e.userClause(a.user, typ)
+		if err != nil {
+			return nil, true, err
+		}
+		cl = append(cl, uc)
+	}
+	return cl, true, nil
 }
 
 // mergeAlternatives expresses "any one of these clause sets" as clauses to AND into a search:
@@ -670,15 +910,52 @@ func (e *Engine) evaluateOperation(subj *subject, in Input) (Decision, error) {
 		return deny(r, "%s", detail), nil
 	}
 	if a.compartment != nil && in.ID != a.compartment.ID {
-		return hidden(ReasonOutsideCompartment, "$everything of Patient/%s is not the token's patient", in.ID), nil
+		return e.hidden(ReasonOutsideCompartment, "$everything of Patient/%s is not the token's patient", in.ID), nil
+	}
+	reasons := []Reason{ReasonScopeGranted, ReasonCompartmentNarrowed}
+	if a.user != nil {
+		// The patient must be within the user's reach: in the set, or (Practitioner
+		// compartment) its stored body must reference the user.
+		ok, err := e.everythingInReach(&a, in)
+		if err != nil {
+			return e.hidden(ReasonEvaluationError, "%v", err), err
+		}
+		if !ok {
+			return e.refused(&a, ReasonOutsideUserAccess, true, "$everything of Patient/%s is outside user_access=%s", in.ID, a.user.strategy), nil
+		}
+		reasons = append(reasons, ReasonUserAccessNarrowed)
 	}
 	comp := &search.CompartmentRef{Type: "Patient", ID: in.ID}
 	n := newNarrowing(e, subj, searchPerms)
 	n.Compartment = comp
 	return Decision{
 		Allow:     true,
-		Reasons:   []Reason{ReasonScopeGranted, ReasonCompartmentNarrowed},
+		Reasons:   reasons,
 		Narrowing: n,
 		Filter:    e.newFilter(subj, searchPerms),
+		Rule:      a.rule(),
 	}, nil
+}
+
+// everythingInReach reports whether the patient of $everything is within the user's reach: in
+// the patient set, or, for the Practitioner compartment, a stored Patient body (Input.Resource)
+// that references the user. Without the body the Practitioner compartment cannot tell.
+func (e *Engine) everythingInReach(a *access, in Input) (bool, error) {
+	switch a.user.kind {
+	case ReachPatients:
+		return a.user.set[in.ID], nil
+	case ReachPractitioners:
+		if len(in.Resource) == 0 {
+			return false, nil
+		}
+		var h struct {
+			ResourceType string `json:"resourceType"`
+			ID           string `json:"id"`
+		}
+		if err := json.Unmarshal(in.Resource, &h); err != nil || h.ResourceType != "Patient" || h.ID != in.ID {
+			return false, nil
+		}
+		return e.inReach(a.user, "Patient", in.Resource)
+	}
+	return false, nil
 }

@@ -253,7 +253,8 @@ func TestDecisionStatus(t *testing.T) {
 	}{
 		{Decision{Allow: true}, 200},
 		{deny(ReasonNoToken, ""), 401},
-		{hidden(ReasonOutsideCompartment, ""), 404},
+		{(&Engine{}).hidden(ReasonOutsideCompartment, ""), 404},
+		{(&Engine{revealDeny: true}).hidden(ReasonOutsideCompartment, ""), 403},
 		{deny(ReasonScopeMissingType, ""), 403},
 		{Decision{}, 403}, // the zero decision denies
 	}

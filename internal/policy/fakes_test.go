@@ -5,8 +5,10 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
+	"github.com/fhirgate/fhirgate/internal/fhir/compartment"
 	"github.com/fhirgate/fhirgate/internal/fhir/search"
 )
 
@@ -123,6 +125,45 @@ func collectCodings(x any) [][2]string {
 }
 
 var registry = sync.OnceValues(search.DefaultRegistry)
+
+// realMatcher and realMembership are the components the app wires in.
+func realMatcher(t testing.TB) Matcher {
+	t.Helper()
+	m, err := search.NewMatcher(testRegistry(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func realMembership(t testing.TB) Membership {
+	t.Helper()
+	m, err := compartment.NewMembership(testRegistry(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// listingMembership adds the CompartmentLister fast path to the real Membership, as the app's
+// checker can.
+type listingMembership struct {
+	Membership
+	reg   *search.Registry
+	calls *atomic.Int64
+}
+
+func (l listingMembership) Compartments(compartmentType, typ string, body []byte) ([]string, error) {
+	l.calls.Add(1)
+	if compartmentType != "Patient" {
+		return nil, errors.New("listingMembership: only Patient")
+	}
+	entries, err := l.reg.Extract(typ, body)
+	if err != nil {
+		return nil, err
+	}
+	return compartment.Patient().Members(typ, entries), nil
+}
 
 func testRegistry(t testing.TB) *search.Registry {
 	t.Helper()

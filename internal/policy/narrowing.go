@@ -70,13 +70,13 @@ func (n *Narrowing) For(typ string) ([]search.Clause, bool) {
 		n.deny[typ] = true
 		return nil, false
 	}
-	if a.unconstrained {
-		return nil, true
-	}
-	cl, ok := mergeAlternatives(a.alternatives)
-	if !ok {
+	cl, ok, err := n.e.searchClauses(&a, typ)
+	if !ok || err != nil {
 		n.deny[typ] = true
 		return nil, false
+	}
+	if len(cl) == 0 {
+		return nil, true
 	}
 	n.Clauses[typ] = cl
 	return slices.Clone(cl), true

@@ -14,6 +14,9 @@ const (
 	ReasonCompartmentNarrowed Reason = "compartment-narrowed"
 	// ReasonGranularNarrowed: the search is bounded by granular scope constraints.
 	ReasonGranularNarrowed Reason = "granular-narrowed"
+	// ReasonUserAccessNarrowed: the user/ scopes are bounded by the user's own permissions
+	// (policy.user_access compartment or care-team).
+	ReasonUserAccessNarrowed Reason = "user-access-narrowed"
 )
 
 // Reasons for denying.
@@ -60,6 +63,42 @@ const (
 	ReasonInteractionUnknown Reason = "interaction-unknown"
 	// ReasonInvalidInput: the input is inconsistent (a body of another type, a missing id).
 	ReasonInvalidInput Reason = "invalid-input"
-	// ReasonEvaluationError: a body could not be checked (fail closed).
+	// ReasonEvaluationError: a body or the user's permissions could not be checked (fail
+	// closed).
 	ReasonEvaluationError Reason = "evaluation-error"
+	// ReasonOutsideUserAccess: the resource is outside the user's own reach (not in the
+	// Practitioner compartment of the user, or not a patient of the user's care teams). Reads
+	// answer 404 (unless policy.hide_existence is false).
+	ReasonOutsideUserAccess Reason = "outside-user-access"
+	// ReasonTypeOutsideUserAccess: a user/ scope on a type the user access strategy cannot
+	// bound (outside the Patient or Practitioner compartment and not a shared type).
+	ReasonTypeOutsideUserAccess Reason = "type-outside-user-access"
+	// ReasonUserAccessTooBroad: the user reaches more patients than policy.max_user_patients;
+	// the request is refused rather than run with an unbounded OR clause.
+	ReasonUserAccessTooBroad Reason = "user-access-too-broad"
 )
+
+// denyRules name the rule behind each denial (Decision.Rule); a decision may override it with a
+// more precise one (the granular scopes, user_access=<strategy>).
+var denyRules = map[Reason]string{
+	ReasonNoToken:                   "token-required",
+	ReasonScopeMissingType:          "deny-by-default: no scope names the type",
+	ReasonScopeMissingInteraction:   "deny-by-default: no scope grants the interaction",
+	ReasonPatientContextMissing:     "patient-scopes-need-patient",
+	ReasonFHIRUserMissing:           "user-scopes-need-fhiruser",
+	ReasonFHIRUserUnsupported:       "user-scopes-fhiruser-type",
+	ReasonMixedContext:              "no-mixed-contexts",
+	ReasonOutsideCompartment:        "patient-compartment",
+	ReasonTypeOutsidePatientContext: "patient-context-types",
+	ReasonGranularMismatch:          "granular-scopes",
+	ReasonGranularUnsupported:       "granular-scopes-expressible",
+	ReasonChainNotPermitted:         "chains-unbounded-only",
+	ReasonQueryUnsupported:          "query-shape",
+	ReasonOperationNotAllowed:       "operation-allow-list",
+	ReasonInteractionUnknown:        "interaction-allow-list",
+	ReasonInvalidInput:              "input-consistency",
+	ReasonEvaluationError:           "fail-closed",
+	ReasonOutsideUserAccess:         "user-access",
+	ReasonTypeOutsideUserAccess:     "user-access-types",
+	ReasonUserAccessTooBroad:        "user-access-cap",
+}

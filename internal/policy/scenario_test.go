@@ -21,7 +21,63 @@ import (
 // request → expected decision, reasons, narrowing and response filtering (STYLE.md §7).
 
 type scenarioFile struct {
-	Scenarios []scenario `yaml:"scenarios"`
+	// Engine configures the engine of the file's scenarios; nil means newTestEngine.
+	Engine    *engineSpec `yaml:"engine"`
+	Scenarios []scenario  `yaml:"scenarios"`
+}
+
+// engineSpec is an engine configuration for a scenario file.
+type engineSpec struct {
+	// UserAccess is all, compartment or care-team.
+	UserAccess string `yaml:"userAccess"`
+	// CareTeams maps a practitioner reference to the patient ids of its care teams.
+	CareTeams map[string][]string `yaml:"careTeams"`
+	// MaxUserPatients caps the care-team set.
+	MaxUserPatients int `yaml:"maxUserPatients"`
+	// HideExistence false answers refusals 403.
+	HideExistence *bool `yaml:"hideExistence"`
+	// Real uses the search.Matcher and compartment.MembershipChecker the app uses instead of
+	// the test doubles.
+	Real bool `yaml:"real"`
+}
+
+// mapCareTeams is a CareTeamSource over a map.
+type mapCareTeams map[string][]string
+
+func (m mapCareTeams) CareTeamPatients(_ context.Context, ref string, limit int) ([]string, error) {
+	ids := m[ref]
+	if len(ids) > limit+1 {
+		ids = ids[:limit+1]
+	}
+	return ids, nil
+}
+
+func (spec *engineSpec) build(t *testing.T) *Engine {
+	t.Helper()
+	cfg := Config{
+		Registry:   testRegistry(t),
+		Matcher:    &fieldMatcher{},
+		Membership: refMembership{},
+		BaseURL:    "https://fhirgate.example/fhir",
+		Now:        func() time.Time { return time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC) },
+	}
+	if spec.Real {
+		cfg.Matcher, cfg.Membership = realMatcher(t), realMembership(t)
+	}
+	ua, err := NewUserAccess(spec.UserAccess, mapCareTeams(spec.CareTeams))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.UserAccess = ua
+	cfg.MaxUserPatients = spec.MaxUserPatients
+	if spec.HideExistence != nil {
+		cfg.DenyAsForbidden = !*spec.HideExistence
+	}
+	e, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
 }
 
 type scenario struct {
@@ -51,6 +107,8 @@ type scenario struct {
 		Reasons  []string `yaml:"reasons"`
 		NotFound bool     `yaml:"notFound"`
 		Status   int      `yaml:"status"`
+		// Rule is the expected Decision.Rule, when set.
+		Rule string `yaml:"rule"`
 		// Narrowing, for allowed searches: the compartment and the clauses ("code=a,b") the
 		// narrowed query gains; Types for searches over every type (a few that must and must
 		// not be there).
@@ -124,10 +182,14 @@ func TestScenarios(t *testing.T) {
 		if err := dec.Decode(&sf); err != nil {
 			t.Fatalf("%s: %v", file, err)
 		}
+		fe := e
+		if sf.Engine != nil {
+			fe = sf.Engine.build(t)
+		}
 		for _, sc := range sf.Scenarios {
 			total++
 			t.Run(filepath.Base(file)+"/"+sc.Name, func(t *testing.T) {
-				runScenario(t, e, reg, resources, sc)
+				runScenario(t, fe, reg, resources, sc)
 			})
 		}
 	}
@@ -204,6 +266,12 @@ func runScenario(t *testing.T, e *Engine, reg *search.Registry, resources map[st
 	}
 	if sc.Expect.Reasons != nil && !slices.Equal(reasons, sc.Expect.Reasons) {
 		t.Errorf("Reasons = %v (%s), want %v", reasons, d.Detail, sc.Expect.Reasons)
+	}
+	if sc.Expect.Rule != "" && d.Rule != sc.Expect.Rule {
+		t.Errorf("Rule = %q, want %q", d.Rule, sc.Expect.Rule)
+	}
+	if d.Rule == "" && in.Interaction != Capabilities {
+		t.Errorf("decision without a rule (reasons %v)", reasons)
 	}
 	if d.NotFound != sc.Expect.NotFound {
 		t.Errorf("NotFound = %v, want %v", d.NotFound, sc.Expect.NotFound)
