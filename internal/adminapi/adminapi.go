@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/authserver"
 	"github.com/fhirgate/fhirgate/internal/keys"
 	"github.com/fhirgate/fhirgate/internal/oauth"
@@ -132,19 +133,43 @@ func (a *API) putClient(w http.ResponseWriter, r *http.Request) error {
 		secret, generated = authserver.NewSecret(), true
 	}
 	if err := a.srv.Clients().Put(r.Context(), m, secret, "admin"); err != nil {
+		a.recordClient(r, m.ClientID, err)
 		return err
 	}
 	c, err := a.srv.Clients().Get(r.Context(), m.ClientID)
 	if err != nil {
+		a.recordClient(r, m.ClientID, err)
 		return err
 	}
 	a.log.InfoContext(r.Context(), "client registered", "client_id", m.ClientID, "auth_method", c.Metadata.TokenEndpointAuthMethod)
+	a.recordClient(r, m.ClientID, nil)
 	out := clientRequest{ClientMetadata: c.Metadata}
 	if generated {
 		out.ClientSecret = secret // shown once; only its digest is stored
 	}
 	oauth.WriteJSON(w, http.StatusCreated, out)
 	return nil
+}
+
+// recordClient records a client registration through the admin API (client-registered): success,
+// or denied with the error code (error for a server failure). A failure to record is logged.
+func (a *API) recordClient(r *http.Request, clientID string, err error) {
+	e := audit.Event{Action: audit.ActionClientRegistered, Outcome: audit.OutcomeSuccess, Status: http.StatusCreated,
+		Reasons: []string{"admin"}, Detail: "admin API", ClientID: clientID}
+	if err != nil {
+		var oe *oauth.Error
+		switch {
+		case errors.As(err, &oe):
+			e.Outcome, e.Status, e.Reasons = audit.OutcomeDenied, http.StatusBadRequest, []string{oe.Code, "admin"}
+		case errors.Is(err, authserver.ErrNotFound):
+			e.Outcome, e.Status, e.Reasons = audit.OutcomeError, http.StatusNotFound, []string{"not_found", "admin"}
+		default:
+			e.Outcome, e.Status, e.Reasons = audit.OutcomeError, http.StatusInternalServerError, []string{oauth.ServerError, "admin"}
+		}
+	}
+	if rerr := a.srv.RecordEvent(r, e); rerr != nil {
+		a.log.ErrorContext(r.Context(), "audit event not recorded", "action", string(e.Action), "error", rerr)
+	}
 }
 
 func (a *API) listClients(w http.ResponseWriter, r *http.Request) error {

@@ -21,7 +21,7 @@ import (
 
 const token = "admin-token-0123456789abcdef"
 
-func setup(t *testing.T) (*httptest.Server, *authserver.Server) {
+func setup(t *testing.T, mutate ...func(*authserver.Config)) (*httptest.Server, *authserver.Server) {
 	t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -36,8 +36,12 @@ func setup(t *testing.T) (*httptest.Server, *authserver.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := authserver.New(ctx, authserver.Config{Issuer: "https://fhirgate.example", FHIRBase: "https://fhirgate.example/fhir", Store: db, Keys: km,
-		PasswordParams: password.Params{Memory: 64, Time: 1, Threads: 1}, Logger: log})
+	cfg := authserver.Config{Issuer: "https://fhirgate.example", FHIRBase: "https://fhirgate.example/fhir", Store: db, Keys: km,
+		PasswordParams: password.Params{Memory: 64, Time: 1, Threads: 1}, Logger: log}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	srv, err := authserver.New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/ory/fosite"
 	fositejwt "github.com/ory/fosite/token/jwt"
 
+	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/oauth"
 	"github.com/fhirgate/fhirgate/internal/smart"
 	"github.com/fhirgate/fhirgate/internal/store/sqlstore"
@@ -347,8 +348,18 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 			s.errorPage(w, http.StatusForbidden, "Forbidden", "The form has expired. Go back and try again.")
 			return
 		}
-		s.endOnlineGrants(r.Context(), c.Value)
+		username, _, err := s.db.GetBrowserSession(r.Context(), sha256Hex(c.Value), s.now())
+		if err == nil {
+			s.endOnlineGrants(r, c.Value, username)
+		}
 		_ = s.db.DeleteBrowserSession(r.Context(), sha256Hex(c.Value))
+		if err == nil {
+			e := audit.Event{Action: audit.ActionLogout, Outcome: audit.OutcomeSuccess, Status: http.StatusOK, Subject: username}
+			if u, uerr := s.users.Get(r.Context(), username); uerr == nil {
+				e.FHIRUser, e.Roles = u.FHIRUser, u.Roles
+			}
+			s.recordOrLog(r, e)
+		}
 	}
 	http.SetCookie(w, &http.Cookie{Name: cookieSession, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.secureCookies(), SameSite: http.SameSiteLaxMode})
 	s.errorPage(w, http.StatusOK, "Signed out", "You are signed out.")
@@ -357,11 +368,8 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 // endOnlineGrants revokes the online_access grants made in the login session cookie names: such
 // a grant lasts only while the user stays signed in (SMART online_access), so signing out ends
 // its refresh token and access tokens at once.
-func (s *Server) endOnlineGrants(ctx context.Context, cookie string) {
-	username, _, err := s.db.GetBrowserSession(ctx, sha256Hex(cookie), s.now())
-	if err != nil {
-		return
-	}
+func (s *Server) endOnlineGrants(r *http.Request, cookie, username string) {
+	ctx := r.Context()
 	sid := sidOf(cookie)
 	recs, err := s.db.ListActiveOAuthRequests(ctx, username, s.now())
 	if err != nil {
@@ -382,9 +390,15 @@ func (s *Server) endOnlineGrants(ctx context.Context, cookie string) {
 			continue
 		}
 		done[rec.RequestID] = true
-		if err := s.db.RevokeOAuthGrant(ctx, rec.RequestID, username); err != nil && !errors.Is(err, sqlstore.ErrOAuthNotFound) {
-			s.log.ErrorContext(ctx, "revoking an online_access grant at logout failed", "error", err)
+		if err := s.db.RevokeOAuthGrant(ctx, rec.RequestID, username); err != nil {
+			if !errors.Is(err, sqlstore.ErrOAuthNotFound) {
+				s.log.ErrorContext(ctx, "revoking an online_access grant at logout failed", "error", err)
+			}
+			continue
 		}
+		s.recordOrLog(r, audit.Event{Action: audit.ActionTokenRevoked, Outcome: audit.OutcomeSuccess, Status: http.StatusOK,
+			Reasons: []string{reasonLogout}, ClientID: rec.ClientID, Subject: username, FHIRUser: sess.FHIRUser, Roles: sess.Roles,
+			Patients: patients(sess.Patient)})
 	}
 }
 
@@ -641,12 +655,14 @@ func (s *Server) interactionSubmit(w http.ResponseWriter, r *http.Request) {
 		ip := clientIP(r)
 		if !s.throttle.reserve(username, ip) {
 			s.log.WarnContext(ctx, "login throttled", "username", username, "ip", ip)
+			s.recordOrLog(r, loginEvent(loginAuthorize, ia.ClientID, username, nil, http.StatusTooManyRequests, audit.OutcomeDenied, reasonThrottled))
 			w.Header().Set("Retry-After", "900")
 			s.pages.Render(w, http.StatusTooManyRequests, "login", web.LoginData{Action: PathInteraction + id + "/login", CSRF: ia.CSRF, ClientName: ia.ClientName, Username: username, Error: "Too many failed attempts. Try again later."})
 			return
 		}
 		u, err := s.users.Authenticate(ctx, username, pw)
 		if err != nil {
+			s.recordLoginFailure(r, loginAuthorize, ia.ClientID, username, err)
 			if !errors.Is(err, ErrBadCredentials) {
 				s.log.ErrorContext(ctx, "authentication failed", "error", err)
 			}
@@ -656,9 +672,11 @@ func (s *Server) interactionSubmit(w http.ResponseWriter, r *http.Request) {
 		s.throttle.succeed(username, ip)
 		sid, at, end, err := s.startSession(w, r, u.Username)
 		if err != nil {
+			s.recordOrLog(r, loginEvent(loginAuthorize, ia.ClientID, username, u, http.StatusInternalServerError, audit.OutcomeError, reasonSessionError))
 			s.errorPage(w, http.StatusInternalServerError, "Error", "The session could not be started.")
 			return
 		}
+		s.recordOrLog(r, loginEvent(loginAuthorize, ia.ClientID, username, u, http.StatusSeeOther, audit.OutcomeSuccess))
 		ia.Username, ia.SID, ia.AuthTime, ia.SessionEnd = u.Username, sid, at, end
 		ia.CSRF = randomToken() // a new token after the privilege change
 	case "patient":
@@ -703,22 +721,38 @@ func (s *Server) interactionSubmit(w http.ResponseWriter, r *http.Request) {
 // and the authorization code, all through fosite.
 func (s *Server) finish(w http.ResponseWriter, r *http.Request, ia *interaction, allow bool, chosen []string) {
 	ctx := r.Context()
+	// The decision is recorded once the answer is written: consent-given when a code was issued,
+	// consent-withheld when the user declined or the server refused what was consented.
+	sw := &statusWriter{ResponseWriter: w}
+	w = sw
+	ev := audit.Event{Action: audit.ActionConsentWithheld, Outcome: audit.OutcomeDenied, Detail: "refused by the server",
+		ClientID: ia.ClientID, Subject: ia.Username, Patients: patients(ia.Patient)}
+	defer func() {
+		ev.Status = sw.status
+		s.recordOrLog(r, ev)
+	}()
 	ar, err := s.fositeAuthorizeRequest(ctx, ia.Form)
 	if err != nil {
+		code, _, _ := fositeErr(err)
+		ev.Reasons = []string{code}
 		s.provider.WriteAuthorizeError(ctx, w, ar, err)
 		return
 	}
 	if !allow {
+		ev.Reasons, ev.Detail = []string{oauth.AccessDenied, reasonUserDenied}, "declined by the user"
 		s.provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The user denied the request."))
 		return
 	}
 	u, err := s.users.Get(ctx, ia.Username)
 	if err != nil {
+		ev.Reasons = []string{oauth.AccessDenied, reasonAccountGone}
 		s.provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The account is no longer available."))
 		return
 	}
+	ev.FHIRUser, ev.Roles = u.FHIRUser, u.Roles
 	if u.IsPatient() && ia.Patient != "" && ia.Patient != strings.TrimPrefix(u.FHIRUser, "Patient/") {
 		// A patient user may only ever put their own record in context.
+		ev.Reasons = []string{oauth.AccessDenied, reasonPatientDenied}
 		s.provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The launch is for another patient."))
 		return
 	}
@@ -726,10 +760,12 @@ func (s *Server) finish(w http.ResponseWriter, r *http.Request, ia *interaction,
 		// Only clinicians may act on another patient's record; anyone else (a patient-role user
 		// whose fhir_user is a RelatedPerson or Person, a user without a role) may at most put
 		// their own Patient record in context.
+		ev.Reasons = []string{oauth.AccessDenied, reasonPatientDenied}
 		s.provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("You cannot open another patient's record."))
 		return
 	}
 	if ia.Launch != nil && ia.Launch.CreatedBy != "" && ia.Launch.CreatedBy != u.Username {
+		ev.Reasons = []string{oauth.AccessDenied, reasonLaunchUser}
 		s.provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The EHR launch belongs to another user."))
 		return
 	}
@@ -747,11 +783,13 @@ func (s *Server) finish(w http.ResponseWriter, r *http.Request, ia *interaction,
 		granted = nil // an EHR launch without the launch scope granted has no context to deliver
 	}
 	if len(granted) == 0 {
+		ev.Reasons, ev.Detail = []string{oauth.AccessDenied, reasonNoScope}, "no permission granted by the user"
 		s.provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("No permission was granted."))
 		return
 	}
 	if ia.LaunchHash != "" {
 		if _, err := s.db.ConsumeOAuthLaunch(ctx, ia.LaunchHash, ia.ClientID, s.now()); err != nil {
+			ev.Reasons = []string{oauth.InvalidRequest, reasonLaunchUsed}
 			s.provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrInvalidRequest.WithHint("The launch was already used or expired."))
 			return
 		}
@@ -780,11 +818,18 @@ func (s *Server) finish(w http.ResponseWriter, r *http.Request, ia *interaction,
 		sess.OnlineUntil = ia.SessionEnd
 	}
 	sess.OIDC = &fositejwt.IDTokenClaims{Subject: u.Username, AuthTime: ia.AuthTime, RequestedAt: ia.Created}
+	ev.Action, ev.Patients, ev.Detail = audit.ActionConsentGiven, patients(sess.Patient), ""
 	resp, err := s.provider.NewAuthorizeResponse(ctx, ar, sess)
 	if err != nil {
 		s.log.InfoContext(ctx, "authorization refused", "client_id", ia.ClientID, "error", err)
+		code, _, status := fositeErr(err)
+		ev.Reasons, ev.Detail = []string{code}, "the authorization code could not be issued"
+		if status >= 500 {
+			ev.Outcome = audit.OutcomeError
+		}
 		s.provider.WriteAuthorizeError(ctx, w, ar, err)
 		return
 	}
+	ev.Outcome = audit.OutcomeSuccess
 	s.provider.WriteAuthorizeResponse(ctx, w, ar, resp)
 }

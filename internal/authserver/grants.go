@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/store/sqlstore"
 	"github.com/fhirgate/fhirgate/internal/web"
 )
@@ -59,20 +60,24 @@ func (s *Server) grantsLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	username, pw, ip := r.PostFormValue("username"), r.PostFormValue("password"), clientIP(r)
 	if !s.throttle.reserve(username, ip) {
+		s.recordOrLog(r, loginEvent(loginGrants, "", username, nil, http.StatusTooManyRequests, audit.OutcomeDenied, reasonThrottled))
 		w.Header().Set("Retry-After", "900")
 		s.pages.Render(w, http.StatusTooManyRequests, "grants", web.GrantsData{CSRF: s.mac("grants-login", browser), Error: "Too many failed attempts. Try again later."})
 		return
 	}
 	u, err := s.users.Authenticate(ctx, username, pw)
 	if err != nil {
+		s.recordLoginFailure(r, loginGrants, "", username, err)
 		s.pages.Render(w, http.StatusUnauthorized, "grants", web.GrantsData{CSRF: s.mac("grants-login", browser), Error: "Wrong username or password."})
 		return
 	}
 	s.throttle.succeed(username, ip)
 	if _, _, _, err := s.startSession(w, r, u.Username); err != nil {
+		s.recordOrLog(r, loginEvent(loginGrants, "", username, u, http.StatusInternalServerError, audit.OutcomeError, reasonSessionError))
 		s.errorPage(w, http.StatusInternalServerError, "Error", "The session could not be started.")
 		return
 	}
+	s.recordOrLog(r, loginEvent(loginGrants, "", username, u, http.StatusSeeOther, audit.OutcomeSuccess))
 	http.Redirect(w, r, PathGrants, http.StatusSeeOther)
 }
 
@@ -88,7 +93,28 @@ func (s *Server) grantsRevoke(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusForbidden, "Forbidden", "The form has expired. Reload the page.")
 		return
 	}
-	err := s.db.RevokeOAuthGrant(ctx, r.PostFormValue("grant"), u.Username)
+	grant := r.PostFormValue("grant")
+	// What the grant was (client, patient), read before it is revoked, for the event.
+	var rec sqlstore.OAuthRequest
+	var sess Session
+	if recs, err := s.db.ListActiveOAuthRequests(ctx, u.Username, s.now()); err == nil {
+		for _, x := range recs {
+			if x.RequestID == grant {
+				rec = x
+				var sr storedRequest
+				if json.Unmarshal(x.Data, &sr) == nil {
+					_ = json.Unmarshal(sr.Session, &sess)
+				}
+				break
+			}
+		}
+	}
+	err := s.db.RevokeOAuthGrant(ctx, grant, u.Username)
+	if err == nil {
+		s.recordOrLog(r, audit.Event{Action: audit.ActionTokenRevoked, Outcome: audit.OutcomeSuccess, Status: http.StatusSeeOther,
+			Reasons: []string{reasonUserRevoked}, ClientID: rec.ClientID, Subject: u.Username, FHIRUser: u.FHIRUser, Roles: u.Roles,
+			Patients: patients(sess.Patient)})
+	}
 	if errors.Is(err, sqlstore.ErrOAuthNotFound) {
 		s.errorPage(w, http.StatusNotFound, "Not found", "That access was not found.")
 		return

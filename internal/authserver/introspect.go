@@ -7,6 +7,7 @@ import (
 
 	"github.com/ory/fosite"
 
+	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/oauth"
 	"github.com/fhirgate/fhirgate/internal/store/sqlstore"
 	"github.com/fhirgate/fhirgate/internal/tokens"
@@ -36,56 +37,85 @@ type introspectionResponse struct {
 // Bearer token of an appropriately-scoped SMART App or Backend Service"). Any token that is not
 // active gets exactly {"active":false}.
 func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
+	ev := audit.Event{Action: audit.ActionTokenIntrospected}
+	fail := func(oe *oauth.Error) {
+		ev.Status, ev.Outcome, ev.Reasons = oe.StatusCode(), audit.OutcomeDenied, []string{oe.Code}
+		s.recordOrLog(r, ev)
+		oauth.WriteError(w, r, oe)
+	}
 	if r.Method != http.MethodPost {
-		oauth.WriteError(w, r, &oauth.Error{Code: oauth.InvalidRequest, Description: "Use POST."})
+		fail(&oauth.Error{Code: oauth.InvalidRequest, Description: "Use POST."})
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {
-		oauth.WriteError(w, r, &oauth.Error{Code: oauth.InvalidRequest, Description: "The body could not be read."})
+		fail(&oauth.Error{Code: oauth.InvalidRequest, Description: "The body could not be read."})
 		return
 	}
-	if !s.introspectionCaller(r) {
+	caller, ok := s.introspectionCaller(r)
+	ev.ClientID = caller
+	if !ok {
+		if ev.ClientID == "" {
+			ev.ClientID = claimedClientID(r)
+		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="fhirgate"`)
-		oauth.WriteError(w, r, &oauth.Error{Code: oauth.InvalidClient, Description: "Authenticate as a confidential client or with a Bearer access token.", Status: http.StatusUnauthorized})
+		fail(&oauth.Error{Code: oauth.InvalidClient, Description: "Authenticate as a confidential client or with a Bearer access token.", Status: http.StatusUnauthorized})
 		return
+	}
+	// The answer is recorded with the caller as ClientID and, for an active token, the token's
+	// user, patient and jti (never the token).
+	answer := func(resp introspectionResponse) {
+		ev.Status, ev.Outcome = http.StatusOK, audit.OutcomeSuccess
+		if resp.Active {
+			ev.Reasons = []string{"active", resp.TokenType}
+			ev.TokenID, ev.Patients, ev.Subject = resp.Jti, patients(resp.Patient), resp.Sub
+			ev.FHIRUser = strings.TrimPrefix(resp.FHIRUser, s.fhirBase+"/")
+		} else {
+			ev.Reasons = []string{"inactive"}
+		}
+		s.recordOrLog(r, ev)
+		oauth.WriteJSON(w, http.StatusOK, resp)
 	}
 	tok := r.PostForm.Get("token")
 	inactive := introspectionResponse{Active: false}
 	if tok == "" {
-		oauth.WriteJSON(w, http.StatusOK, inactive)
+		answer(inactive)
 		return
 	}
 	if r.PostForm.Get("token_type_hint") != "refresh_token" {
 		if resp, ok := s.introspectAccess(r, tok); ok {
-			oauth.WriteJSON(w, http.StatusOK, resp)
+			answer(resp)
 			return
 		}
 	}
 	if resp, ok := s.introspectRefresh(r, tok); ok {
-		oauth.WriteJSON(w, http.StatusOK, resp)
+		answer(resp)
 		return
 	}
 	if r.PostForm.Get("token_type_hint") == "refresh_token" {
 		if resp, ok := s.introspectAccess(r, tok); ok {
-			oauth.WriteJSON(w, http.StatusOK, resp)
+			answer(resp)
 			return
 		}
 	}
-	oauth.WriteJSON(w, http.StatusOK, inactive)
+	answer(inactive)
 }
 
-// introspectionCaller reports whether the request is authorized to introspect.
-func (s *Server) introspectionCaller(r *http.Request) bool {
+// introspectionCaller reports whether the request is authorized to introspect, and who the
+// caller is (the client id of the Bearer token or of the authenticated client).
+func (s *Server) introspectionCaller(r *http.Request) (string, bool) {
 	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		_, err := s.activeAccess(r, strings.TrimSpace(h[7:]))
-		return err == nil
+		c, err := s.activeAccess(r, strings.TrimSpace(h[7:]))
+		if err != nil {
+			return "", false
+		}
+		return c.ClientID, true
 	}
 	c, err := s.authenticateClient(r.Context(), r, r.PostForm)
 	if err != nil {
-		return false
+		return "", false
 	}
-	return !c.IsPublic()
+	return c.GetID(), !c.IsPublic()
 }
 
 // activeAccess verifies an access token and checks it is neither revoked nor deleted.
@@ -168,30 +198,71 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		s.preflight(w, r)
 		return
 	}
+	ev := audit.Event{Action: audit.ActionTokenRevoked}
+	record := func(status int, outcome audit.Outcome, reasons ...string) {
+		ev.Status, ev.Outcome, ev.Reasons = status, outcome, reasons
+		s.recordOrLog(r, ev)
+	}
 	if r.Method != http.MethodPost {
+		record(http.StatusBadRequest, audit.OutcomeDenied, oauth.InvalidRequest)
 		oauth.WriteError(w, r, &oauth.Error{Code: oauth.InvalidRequest, Description: "Use POST."})
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	// Which token this is, looked up before fosite revokes it, for the event (fosite reports
+	// only success or failure).
+	kind := "unknown"
+	if r.ParseForm() == nil {
+		ev.ClientID = claimedClientID(r)
+		kind = s.describeToken(r, r.PostForm.Get("token"), &ev)
+	}
 	err := s.provider.NewRevocationRequest(ctx, r)
 	switch {
 	case err == nil:
 		s.log.InfoContext(ctx, "token revoked")
+		record(http.StatusOK, audit.OutcomeSuccess, kind)
 		oauth.NoStore(w)
 		w.WriteHeader(http.StatusOK)
 	case errors.Is(err, fosite.ErrInvalidClient):
+		record(http.StatusUnauthorized, audit.OutcomeDenied, oauth.InvalidClient)
 		oauth.WriteError(w, r, &oauth.Error{Code: oauth.InvalidClient, Description: "Client authentication failed.", Status: http.StatusUnauthorized})
 	case errors.Is(err, fosite.ErrInvalidRequest):
 		code, desc, _ := fositeErr(err)
+		record(http.StatusBadRequest, audit.OutcomeDenied, code)
 		oauth.WriteError(w, r, &oauth.Error{Code: code, Description: desc})
 	case errors.Is(err, fosite.ErrUnauthorizedClient):
 		// The token belongs to another client: answer as for an unknown token, revoke nothing.
+		record(http.StatusOK, audit.OutcomeDenied, oauth.UnauthorizedClient)
 		oauth.NoStore(w)
 		w.WriteHeader(http.StatusOK)
 	default:
 		s.log.ErrorContext(ctx, "revocation failed", "error", errString(err))
+		record(http.StatusServiceUnavailable, audit.OutcomeError, oauth.TemporarilyUnavailable)
 		oauth.WriteError(w, r, &oauth.Error{Code: oauth.TemporarilyUnavailable, Description: "Try again later.", Status: http.StatusServiceUnavailable})
 	}
+}
+
+// describeToken fills ev with what a token to be revoked names (user, patient, jti; never the
+// token) and returns its kind: "access_token", "refresh_token" or "unknown". The client id
+// stays the caller's (fosite refuses to revoke another client's token).
+func (s *Server) describeToken(r *http.Request, tok string, ev *audit.Event) string {
+	if tok == "" {
+		return "unknown"
+	}
+	if c, err := s.minter.VerifyAccess(tok); err == nil {
+		ev.TokenID, ev.Subject, ev.FHIRUser, ev.Roles, ev.Patients = c.ID, c.Subject, c.FHIRUser, c.Roles, patients(c.Patient)
+		return "access_token"
+	}
+	ctx := r.Context()
+	store := &fositeStore{db: s.db, clients: s.clients, now: s.now}
+	req, err := store.GetRefreshTokenSession(ctx, s.hmacs.RefreshTokenSignature(ctx, tok), nil)
+	if err != nil || s.hmacs.ValidateRefreshToken(ctx, req, tok) != nil {
+		return "unknown"
+	}
+	if sess, ok := req.GetSession().(*Session); ok {
+		ev.Subject, ev.FHIRUser, ev.Roles, ev.Patients = sess.GetSubject(), sess.FHIRUser, sess.Roles, patients(sess.Patient)
+	}
+	return "refresh_token"
 }
 
 // userinfo is the OpenID Connect userinfo endpoint.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/oauth"
 )
 
@@ -20,9 +21,21 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	ev := audit.Event{Action: audit.ActionClientRegistered, Detail: "dynamic registration"}
+	// Refusals are recorded with their error code; the client id is generated only on success.
+	fail := func(err error) {
+		oe := oauth.ErrorFrom(err)
+		ev.Status, ev.Reasons = oe.StatusCode(), []string{oe.Code}
+		ev.Outcome = audit.OutcomeDenied
+		if ev.Status >= 500 {
+			ev.Outcome = audit.OutcomeError
+		}
+		s.recordOrLog(r, ev)
+		oauth.WriteError(w, r, err)
+	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
-		oauth.WriteError(w, r, &oauth.Error{Code: oauth.InvalidRequest, Description: "Use POST.", Status: http.StatusMethodNotAllowed})
+		fail(&oauth.Error{Code: oauth.InvalidRequest, Description: "Use POST.", Status: http.StatusMethodNotAllowed})
 		return
 	}
 	if want := s.cfg.InitialAccessToken; want != "" {
@@ -33,14 +46,14 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		}
 		if subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="fhirgate", error="invalid_token"`)
-			oauth.WriteError(w, r, &oauth.Error{Code: oauth.InvalidToken, Description: "A valid initial access token is required.", Status: http.StatusUnauthorized})
+			fail(&oauth.Error{Code: oauth.InvalidToken, Description: "A valid initial access token is required.", Status: http.StatusUnauthorized})
 			return
 		}
 	}
 	var m ClientMetadata
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
 	if err := dec.Decode(&m); err != nil {
-		oauth.WriteError(w, r, &oauth.Error{Code: oauth.InvalidClientMetadata, Description: "The body must be a JSON object of client metadata."})
+		fail(&oauth.Error{Code: oauth.InvalidClientMetadata, Description: "The body must be a JSON object of client metadata."})
 		return
 	}
 	m.ClientID = "dyn-" + randomToken()[:24]
@@ -51,7 +64,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		if errors.As(err, &oe) {
 			s.log.InfoContext(ctx, "dynamic registration refused", "error", oe.Description)
 		}
-		oauth.WriteError(w, r, err)
+		fail(err)
 		return
 	}
 	secret := ""
@@ -61,18 +74,21 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	if err := s.clients.Put(ctx, m, secret, "dynamic"); err != nil {
 		var oe *oauth.Error
 		if errors.As(err, &oe) {
-			oauth.WriteError(w, r, oe)
+			fail(oe)
 			return
 		}
 		s.log.ErrorContext(ctx, "dynamic registration failed", "error", err)
-		oauth.WriteError(w, r, err)
+		fail(err)
 		return
 	}
 	stored, err := s.clients.Get(ctx, m.ClientID)
 	if err != nil {
-		oauth.WriteError(w, r, err)
+		fail(err)
 		return
 	}
+	ev.ClientID, ev.Status, ev.Outcome = m.ClientID, http.StatusCreated, audit.OutcomeSuccess
+	ev.Reasons = []string{m.TokenEndpointAuthMethod}
+	s.recordOrLog(r, ev)
 	s.log.InfoContext(ctx, "client registered dynamically", "client_id", m.ClientID, "auth_method", m.TokenEndpointAuthMethod)
 	out := map[string]any{}
 	data, _ := json.Marshal(stored.Metadata)

@@ -21,6 +21,7 @@ import (
 	fositehmac "github.com/ory/fosite/token/hmac"
 	fositejwt "github.com/ory/fosite/token/jwt"
 
+	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/authserver/password"
 	"github.com/fhirgate/fhirgate/internal/config"
 	"github.com/fhirgate/fhirgate/internal/keys"
@@ -63,8 +64,12 @@ type Config struct {
 	HTTPClient *http.Client
 	// PasswordParams are the argon2id costs; password.Default when zero.
 	PasswordParams password.Params
-	Now            func() time.Time
-	Logger         *slog.Logger
+	// Audit receives the security events (login, logout, consent, token issue, refresh,
+	// revocation and introspection, client registration, key rotation); nil records none. Token
+	// issuance fails closed when recording fails.
+	Audit  audit.Recorder
+	Now    func() time.Time
+	Logger *slog.Logger
 }
 
 // Server is the authorization server.
@@ -158,6 +163,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.buildProvider()
+	if cfg.Audit != nil {
+		cfg.Keys.SetRotationHook(s.onKeyRotated)
+	}
 	return s, nil
 }
 

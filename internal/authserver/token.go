@@ -1,6 +1,7 @@
 package authserver
 
 import (
+	"context"
 	"errors"
 	"mime"
 	"net/http"
@@ -8,11 +9,16 @@ import (
 
 	"github.com/ory/fosite"
 
+	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/oauth"
 	"github.com/fhirgate/fhirgate/internal/smart"
+	"github.com/fhirgate/fhirgate/internal/store/sqlstore"
+	"github.com/fhirgate/fhirgate/internal/tokens"
 )
 
-// token is the token endpoint: authorization_code, refresh_token and client_credentials.
+// token is the token endpoint: authorization_code, refresh_token and client_credentials. Every
+// answer is audited: token-issued (or token-refreshed), success with the new token's jti or denied
+// with the OAuth error code. An issued token is answered only once its event is recorded.
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	// Public browser apps call this endpoint cross-origin (SMART 2.2); no cookies are involved.
@@ -21,32 +27,34 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		s.preflight(w, r)
 		return
 	}
+	ev := &audit.Event{Action: audit.ActionTokenIssued}
 	if r.Method != http.MethodPost {
-		oauth.WriteError(w, r, &oauth.Error{Code: oauth.InvalidRequest, Description: "The token endpoint accepts POST only."})
+		s.tokenFail(w, r, ev, &oauth.Error{Code: oauth.InvalidRequest, Description: "The token endpoint accepts POST only."})
 		return
 	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
-		oauth.WriteError(w, r, &oauth.Error{Code: oauth.InvalidRequest, Description: "The body must be application/x-www-form-urlencoded."})
+		s.tokenFail(w, r, ev, &oauth.Error{Code: oauth.InvalidRequest, Description: "The body must be application/x-www-form-urlencoded."})
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {
-		oauth.WriteError(w, r, &oauth.Error{Code: oauth.InvalidRequest, Description: "The body could not be read."})
+		s.tokenFail(w, r, ev, &oauth.Error{Code: oauth.InvalidRequest, Description: "The body could not be read."})
 		return
 	}
 	grant := r.PostForm.Get("grant_type")
 	switch grant {
 	case oauth.GrantAuthorizationCode, oauth.GrantRefreshToken, oauth.GrantClientCredentials:
+		ev.Action, ev.Reasons = tokenAction(grant), []string{grant}
 	case "":
-		oauth.WriteError(w, r, &oauth.Error{Code: oauth.InvalidRequest, Description: "grant_type is required."})
+		s.tokenFail(w, r, ev, &oauth.Error{Code: oauth.InvalidRequest, Description: "grant_type is required."})
 		return
 	default:
-		oauth.WriteError(w, r, &oauth.Error{Code: oauth.UnsupportedGrantType, Description: "Supported grant types: authorization_code, refresh_token, client_credentials."})
+		s.tokenFail(w, r, ev, &oauth.Error{Code: oauth.UnsupportedGrantType, Description: "Supported grant types: authorization_code, refresh_token, client_credentials."})
 		return
 	}
 	for _, p := range []string{"grant_type", "code", "redirect_uri", "code_verifier", "refresh_token", "scope", "client_id", "client_assertion", "client_assertion_type"} {
 		if len(r.PostForm[p]) > 1 {
-			oauth.WriteError(w, r, &oauth.Error{Code: oauth.InvalidRequest, Description: "Parameter " + p + " is repeated."})
+			s.tokenFail(w, r, ev, &oauth.Error{Code: oauth.InvalidRequest, Description: "Parameter " + p + " is repeated."})
 			return
 		}
 	}
@@ -57,25 +65,29 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	sess := newSession()
 	ar, err := s.provider.NewAccessRequest(ctx, r, sess)
 	if err != nil {
-		s.writeTokenError(w, r, err)
+		s.writeTokenError(w, r, ev, err)
 		return
 	}
+	// From here on the client is authenticated.
+	ev.ClientID = ar.GetClient().GetID()
 	sess, _ = ar.GetSession().(*Session)
 	if sess == nil {
-		s.writeTokenError(w, r, fosite.ErrServerError.WithHint("unexpected session"))
+		s.writeTokenError(w, r, ev, fosite.ErrServerError.WithHint("unexpected session"))
 		return
 	}
+	ev.Subject, ev.FHIRUser, ev.Roles, ev.Patients = sess.GetSubject(), sess.FHIRUser, sess.Roles, patients(sess.Patient)
 	ttl := s.auth.AccessTokenTTL
 	switch grant {
 	case oauth.GrantClientCredentials:
 		ttl = s.auth.BackendAccessTokenTTL
 		sess.ClientID = ar.GetClient().GetID()
+		ev.Subject = sess.GetSubject()
 		// Backend Services: system/ scopes within the client's registration. user/ and patient/
 		// scopes would need context a backend cannot establish: they are not granted.
 		requested, _ := smart.ParseScopes(strings.Join(ar.GetRequestedScopes(), " "))
 		c, ok := ar.GetClient().(*Client)
 		if !ok {
-			s.writeTokenError(w, r, fosite.ErrServerError)
+			s.writeTokenError(w, r, ev, fosite.ErrServerError)
 			return
 		}
 		for _, sc := range requested.Intersect(c.Scopes()) {
@@ -84,7 +96,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if len(ar.GetGrantedScopes()) == 0 {
-			s.writeTokenError(w, r, fosite.ErrInvalidScope.WithHint("Request at least one system/ scope the client is registered for."))
+			s.writeTokenError(w, r, ev, fosite.ErrInvalidScope.WithHint("Request at least one system/ scope the client is registered for."))
 			return
 		}
 		ar.GrantAudience(s.fhirBase)
@@ -95,18 +107,18 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			orig, _ := smart.ParseScopes(strings.Join(ar.GetGrantedScopes(), " "))
 			want, dropped := smart.ParseScopes(scope)
 			if len(dropped) > 0 {
-				s.writeTokenError(w, r, fosite.ErrInvalidScope.WithHint("The scope contains unknown values."))
+				s.writeTokenError(w, r, ev, fosite.ErrInvalidScope.WithHint("The scope contains unknown values."))
 				return
 			}
 			for _, sc := range want {
 				if !orig.Covers(sc) {
-					s.writeTokenError(w, r, fosite.ErrInvalidScope.WithHint("The requested scope exceeds the original grant."))
+					s.writeTokenError(w, r, ev, fosite.ErrInvalidScope.WithHint("The requested scope exceeds the original grant."))
 					return
 				}
 			}
 			areq, ok := ar.(*fosite.AccessRequest)
 			if !ok {
-				s.writeTokenError(w, r, fosite.ErrServerError)
+				s.writeTokenError(w, r, ev, fosite.ErrServerError)
 				return
 			}
 			areq.GrantedScope = nil
@@ -118,7 +130,15 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	sess.AccessTTL = ttl
 	resp, err := s.provider.NewAccessResponse(ctx, ar)
 	if err != nil {
-		s.writeTokenError(w, r, err)
+		s.writeTokenError(w, r, ev, err)
+		return
+	}
+	// Fail closed: a token whose issue is not in the audit trail is withdrawn, not answered.
+	ev.Outcome, ev.Status, ev.TokenID = audit.OutcomeSuccess, http.StatusOK, tokens.PeekJTI(resp.GetAccessToken())
+	if err := s.RecordEvent(r, *ev); err != nil {
+		s.log.ErrorContext(ctx, "token withheld: its audit event could not be recorded", "grant_type", grant, "client_id", ev.ClientID, "error", err)
+		s.withdrawGrant(ctx, ar.GetID())
+		oauth.WriteError(w, r, &oauth.Error{Code: oauth.TemporarilyUnavailable, Description: "Try again later.", Status: http.StatusServiceUnavailable})
 		return
 	}
 	resp.SetExpiresIn(ttl)
@@ -141,9 +161,41 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	s.provider.WriteAccessResponse(ctx, w, ar, resp)
 }
 
-// writeTokenError maps a fosite error to the RFC 6749 5.2 answer SMART expects and logs the
-// internal cause (never sent to the client).
-func (s *Server) writeTokenError(w http.ResponseWriter, r *http.Request, err error) {
+// withdrawGrant revokes the tokens of a grant that were stored but never answered (their event
+// could not be recorded): its refresh tokens stop working and its access tokens are listed as
+// revoked.
+func (s *Server) withdrawGrant(ctx context.Context, requestID string) {
+	ctx = context.WithoutCancel(ctx)
+	if err := s.db.DeactivateOAuthRequestsByRequestID(ctx, sqlstore.KindRefresh, requestID); err != nil {
+		s.log.ErrorContext(ctx, "withdrawing unrecorded refresh token failed", "error", err)
+	}
+	if err := s.db.RevokeAccessByRequestID(ctx, requestID); err != nil {
+		s.log.ErrorContext(ctx, "withdrawing unrecorded access token failed", "error", err)
+	}
+}
+
+// tokenFail answers a refused token request and records it (denied, or error for 5xx).
+func (s *Server) tokenFail(w http.ResponseWriter, r *http.Request, ev *audit.Event, oe *oauth.Error) {
+	status := oe.Status
+	if status == 0 {
+		status = http.StatusBadRequest
+	}
+	ev.Status, ev.Outcome = status, audit.OutcomeDenied
+	if status >= 500 {
+		ev.Outcome = audit.OutcomeError
+	}
+	if ev.ClientID == "" {
+		ev.ClientID = claimedClientID(r)
+	}
+	// The error code first, then the grant type when known.
+	ev.Reasons = append([]string{oe.Code}, ev.Reasons...)
+	s.recordOrLog(r, *ev)
+	oauth.WriteError(w, r, oe)
+}
+
+// writeTokenError maps a fosite error to the RFC 6749 5.2 answer SMART expects, logs the
+// internal cause (never sent to the client) and records the refusal.
+func (s *Server) writeTokenError(w http.ResponseWriter, r *http.Request, ev *audit.Event, err error) {
 	code, desc, status := fositeErr(err)
 	switch code {
 	case "error", "":
@@ -169,7 +221,7 @@ func (s *Server) writeTokenError(w http.ResponseWriter, r *http.Request, err err
 		level = s.log.ErrorContext
 	}
 	level(r.Context(), "token request refused", "error", code, "description", desc, "cause", errString(cause))
-	oauth.WriteError(w, r, &oauth.Error{Code: code, Description: desc, Status: status})
+	s.tokenFail(w, r, ev, &oauth.Error{Code: code, Description: desc, Status: status})
 }
 
 func errString(err error) string {

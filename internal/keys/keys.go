@@ -103,6 +103,33 @@ type Manager struct {
 	loaded time.Time
 	// rotMu serialises rotations within the process.
 	rotMu sync.Mutex
+	// onRotate is told of every rotation (SetRotationHook).
+	hookMu   sync.RWMutex
+	onRotate RotationHook
+}
+
+// Rotation describes one rotation for the RotationHook.
+type Rotation struct {
+	Purpose Purpose
+	// KID is the new key's id; empty when the rotation failed.
+	KID string
+	// Automatic is set for the rotations Maintain makes because a key reached RotateEvery.
+	Automatic bool
+	// Err is why the rotation failed, nil on success.
+	Err error
+}
+
+// RotationHook is told of every rotation this Manager makes (Rotate and Maintain's automatic
+// rotation, not the creation of the first keys in Open). It runs on the rotating goroutine after
+// the rotation finished, with the caller's context; it must not rotate keys itself.
+type RotationHook func(ctx context.Context, r Rotation)
+
+// SetRotationHook installs fn as the rotation hook (nil removes it), replacing any earlier one.
+// The authorization server uses it to audit key rotations.
+func (m *Manager) SetRotationHook(fn RotationHook) {
+	m.hookMu.Lock()
+	m.onRotate = fn
+	m.hookMu.Unlock()
 }
 
 // Open loads the keys and creates the first key of every purpose that has none.
@@ -139,7 +166,7 @@ func Open(ctx context.Context, opts Options) (*Manager, error) {
 	}
 	for _, p := range []Purpose{PurposeAccess, PurposeID, PurposeHMAC} {
 		if _, err := m.Current(p); errors.Is(err, ErrNoKey) {
-			if _, err := m.Rotate(ctx, p); err != nil {
+			if _, err := m.rotate(ctx, p); err != nil {
 				return nil, err
 			}
 		}
@@ -197,8 +224,25 @@ func (m *Manager) decode(r sqlstore.OAuthKey) (*Key, error) {
 func aad(kid, purpose string) []byte { return []byte("fhirgate-key\x00" + purpose + "\x00" + kid) }
 
 // Rotate makes a new current key for purpose and retires the previous one, which stays published
-// and accepted for verification for the overlap period. It returns the new key id.
+// and accepted for verification for the overlap period. It returns the new key id. The rotation
+// hook, if any, is told of the result.
 func (m *Manager) Rotate(ctx context.Context, p Purpose) (string, error) {
+	return m.rotateNotify(ctx, p, false)
+}
+
+// rotateNotify rotates and tells the hook.
+func (m *Manager) rotateNotify(ctx context.Context, p Purpose, automatic bool) (string, error) {
+	kid, err := m.rotate(ctx, p)
+	m.hookMu.RLock()
+	fn := m.onRotate
+	m.hookMu.RUnlock()
+	if fn != nil {
+		fn(ctx, Rotation{Purpose: p, KID: kid, Automatic: automatic, Err: err})
+	}
+	return kid, err
+}
+
+func (m *Manager) rotate(ctx context.Context, p Purpose) (string, error) {
 	m.rotMu.Lock()
 	defer m.rotMu.Unlock()
 	now := m.opts.Now().UTC()
@@ -410,7 +454,7 @@ func (m *Manager) Maintain(ctx context.Context) error {
 			return err
 		}
 		if now.Sub(k.ActivatesAt) >= m.opts.RotateEvery {
-			if _, err := m.Rotate(ctx, p); err != nil {
+			if _, err := m.rotateNotify(ctx, p, true); err != nil {
 				return err
 			}
 		}
