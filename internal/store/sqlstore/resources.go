@@ -337,7 +337,7 @@ func (s *Store) Search(ctx context.Context, q *search.Query) (*search.Result, er
 
 // InTx implements backend.Backend.
 func (s *Store) InTx(ctx context.Context, fn func(tx backend.Backend) error) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error { return fn(&txBackend{s: s, tx: tx}) })
+	return s.inTxOnce(ctx, func(tx *sql.Tx) error { return fn(&txBackend{s: s, tx: tx}) })
 }
 
 // txBackend is the Backend view of one open transaction: its reads see its own writes.

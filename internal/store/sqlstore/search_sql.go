@@ -408,27 +408,30 @@ func (b *sqlBuilder) unitPred(v search.Value, system, code, unit string) string 
 // datePred compares a stored range [low, high] with the value's range [Low, High] as R4 defines
 // each prefix.
 func (b *sqlBuilder) datePred(v search.Value, low, high string) string {
-	sl, sh := b.arg(v.Low), b.arg(v.High)
-	eq := "(" + low + " >= " + sl + " AND " + high + " <= " + sh + ")"
+	// Bind only the bounds a prefix uses: PostgreSQL refuses a statement with a parameter it
+	// cannot type because nothing uses it.
+	eq := func() string {
+		return "(" + low + " >= " + b.arg(v.Low) + " AND " + high + " <= " + b.arg(v.High) + ")"
+	}
 	switch v.Prefix {
 	case "ne":
-		return "NOT " + eq
+		return "NOT " + eq()
 	case "gt":
-		return high + " > " + sh
+		return high + " > " + b.arg(v.High)
 	case "lt":
-		return low + " < " + sl
+		return low + " < " + b.arg(v.Low)
 	case "ge":
-		return "(" + high + " > " + sh + " OR " + eq + ")"
+		return "(" + high + " > " + b.arg(v.High) + " OR " + eq() + ")"
 	case "le":
-		return "(" + low + " < " + sl + " OR " + eq + ")"
+		return "(" + low + " < " + b.arg(v.Low) + " OR " + eq() + ")"
 	case "sa":
-		return low + " > " + sh
+		return low + " > " + b.arg(v.High)
 	case "eb":
-		return high + " < " + sl
+		return high + " < " + b.arg(v.Low)
 	case "ap":
-		return low + " <= " + sh + " AND " + high + " >= " + sl
+		return low + " <= " + b.arg(v.High) + " AND " + high + " >= " + b.arg(v.Low)
 	}
-	return eq
+	return eq()
 }
 
 // numberPred compares a stored number with the value: eq and ne use the range of the value's
