@@ -123,7 +123,9 @@ const noDrive = 100
 // drivePriority ranks how few rows a clause is expected to match: lower drives first.
 func drivePriority(c search.Clause) int {
 	switch {
-	case c.Reverse != nil, c.Chain != nil:
+	case c.Chain != nil:
+		return chainPriority(c.Chain.Clause)
+	case c.Reverse != nil:
 		return 6
 	case c.Param == nil, c.Modifier == "not":
 		return noDrive
@@ -172,6 +174,21 @@ func drivePriority(c search.Clause) int {
 		return 5
 	}
 	return 7
+}
+
+// chainPriority ranks a chain by its inner clause: a chain to one resource named by id or by an
+// identifier (subject:Patient.identifier=mrn|123) reaches the few rows that reference it, fewer
+// than any plain token; otherwise it is as selective as its inner clause, and never drives ahead
+// of a plain clause of the same rank.
+func chainPriority(inner search.Clause) int {
+	if inner.Param != nil && inner.Chain == nil && inner.Reverse == nil && inner.Modifier == "" &&
+		(inner.Param.Code == "_id" || inner.Param.Code == "identifier") {
+		return 1
+	}
+	if p := drivePriority(inner); p < noDrive {
+		return max(p+1, 6)
+	}
+	return 6
 }
 
 // typeScope is the type condition on the resources row alias. When a subquery drives (it holds
