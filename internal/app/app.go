@@ -20,6 +20,7 @@ import (
 	"github.com/fhirgate/fhirgate/internal/authserver"
 	"github.com/fhirgate/fhirgate/internal/bundle"
 	"github.com/fhirgate/fhirgate/internal/config"
+	"github.com/fhirgate/fhirgate/internal/explain"
 	"github.com/fhirgate/fhirgate/internal/fhir/compartment"
 	"github.com/fhirgate/fhirgate/internal/fhir/search"
 	"github.com/fhirgate/fhirgate/internal/fhir/validate"
@@ -40,6 +41,8 @@ type App struct {
 	store    *sqlstore.Store
 	auth     *authserver.Server
 	audit    *audit.Trail
+	verifier *authn.Verifier
+	engine   *policy.Engine
 	gw       *gateway.Gateway
 	fhir     *fhirapi.API
 	metrics  *metrics.Metrics
@@ -129,7 +132,7 @@ func (a *App) build(ctx context.Context) error {
 		a.auth.Run(bgCtx, time.Minute)
 	}()
 
-	verifier, err := authn.NewVerifier(authn.Config{Issuer: a.cfg.Issuer(), Audience: a.cfg.FHIRBase(), Keys: kms, Revoker: a.store})
+	a.verifier, err = authn.NewVerifier(authn.Config{Issuer: a.cfg.Issuer(), Audience: a.cfg.FHIRBase(), Keys: kms, Revoker: a.store})
 	if err != nil {
 		return err
 	}
@@ -141,7 +144,7 @@ func (a *App) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	engine, err := a.policyEngine(matcher, membership)
+	a.engine, err = a.policyEngine(matcher, membership)
 	if err != nil {
 		return err
 	}
@@ -170,8 +173,8 @@ func (a *App) build(ctx context.Context) error {
 		Backend:       a.store,
 		Registry:      a.registry,
 		Validator:     validator,
-		Authenticator: verifier,
-		Policy:        engine,
+		Authenticator: a.verifier,
+		Policy:        a.engine,
 		Observe:       a.observeDecision,
 		Audit:         a.audit,
 		AuditLog:      a.store,
@@ -309,6 +312,9 @@ func (a *App) adminRoutes() (http.Handler, error) {
 			return nil, fmt.Errorf("admin API (%s): %w", a.cfg.AdminTokenEnv, err)
 		}
 		api.Register(mux)
+		mux.Handle("POST "+explain.Path, explain.New(explain.Config{
+			Verifier: a.verifier, Policy: a.engine, Registry: a.registry, BaseURL: a.cfg.FHIRBase(), AdminToken: token,
+		}))
 	}
 	mux.Handle("GET /metrics", a.metrics.Handler())
 	mux.HandleFunc("GET /healthz", healthz)

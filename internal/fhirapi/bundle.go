@@ -8,6 +8,7 @@ import (
 
 	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/fhir"
+	"github.com/fhirgate/fhirgate/internal/fhir/search"
 	"github.com/fhirgate/fhirgate/internal/policy"
 )
 
@@ -69,6 +70,7 @@ func (a *API) authorizeEntry(r *http.Request, method, typ, id string, body []byt
 	case http.MethodGet, http.MethodHead:
 		if id == "" {
 			in.Interaction = policy.SearchType
+			in.Query = &search.Query{Types: []string{typ}}
 			d, err := a.authorize(r, in)
 			if err != nil {
 				return err

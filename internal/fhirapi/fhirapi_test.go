@@ -402,3 +402,44 @@ func TestSummaryAndElements(t *testing.T) {
 	}
 	wantOutcome(t, c.do("GET", "/Patient/"+id+"?_summary=count", ""), 400, "_summary")
 }
+
+// A POST _search pages with GET links that continue the same search.
+func TestPostSearchPaging(t *testing.T) {
+	c := newServer(t)
+	for range 3 {
+		c.create("Patient", alice)
+	}
+	req, _ := http.NewRequest("POST", c.base+"/Patient/_search", strings.NewReader("family=liddell&_count=2"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&first)
+	resp.Body.Close()
+	var next string
+	for _, l := range first["link"].([]any) {
+		if l.(map[string]any)["relation"] == "next" {
+			next = l.(map[string]any)["url"].(string)
+		}
+	}
+	if !strings.Contains(next, "/Patient?") {
+		t.Fatalf("next link of a POST _search = %q, want a GET on the type", next)
+	}
+	page := c.do("GET", next, "")
+	if page.status != 200 || len(page.json(t)["entry"].([]any)) != 1 {
+		t.Errorf("second page = %d %s", page.status, page.body)
+	}
+}
+
+// A system token may search inside a batch.
+func TestBatchSearch(t *testing.T) {
+	c := newServer(t)
+	c.create("Patient", alice)
+	r := c.do("POST", "", `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient?family=liddell"}}]}`)
+	if r.status != 200 || !strings.Contains(string(r.body), `"status":"200`) || !strings.Contains(string(r.body), "Liddell") {
+		t.Errorf("batch search = %d %s", r.status, r.body)
+	}
+}

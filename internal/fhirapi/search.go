@@ -108,7 +108,7 @@ func (a *API) runSearch(w http.ResponseWriter, r *http.Request, interaction poli
 		q.Types = fhir.ResourceTypes()
 	}
 	if token := params.Get(pageParam); token != "" {
-		cursor, ok := a.pages.verify(r.URL.Path, params, token, pageBinding(r))
+		cursor, ok := a.pages.verify(searchPath(r), params, token, pageBinding(r))
 		if !ok {
 			return fhir.Invalid(pageParam, "the page link is not valid for this search; start the search again")
 		}
@@ -131,8 +131,8 @@ func (a *API) runSearch(w http.ResponseWriter, r *http.Request, interaction poli
 	b.Link = append(b.Link, fhir.BundleLink{Relation: "self", URL: a.selfURL(r, params)})
 	if res.Next != "" {
 		next := cloneValues(params)
-		next.Set(pageParam, a.pages.sign(r.URL.Path, params, res.Next, pageBinding(r)))
-		b.Link = append(b.Link, fhir.BundleLink{Relation: "next", URL: a.opts.BaseURL + strings.TrimPrefix(r.URL.Path, "/fhir") + "?" + next.Encode()})
+		next.Set(pageParam, a.pages.sign(searchPath(r), params, res.Next, pageBinding(r)))
+		b.Link = append(b.Link, fhir.BundleLink{Relation: "next", URL: a.opts.BaseURL + strings.TrimPrefix(searchPath(r), "/fhir") + "?" + next.Encode()})
 	}
 	for _, m := range matches {
 		e, err := a.searchEntry(m, "match", q.Summary, q.Elements)
@@ -215,12 +215,16 @@ func shape(res *fhir.Resource, summaryMode string, elements []string) ([]byte, e
 func (a *API) selfURL(r *http.Request, params url.Values) string {
 	p := cloneValues(params)
 	p.Del(pageParam)
-	u := a.opts.BaseURL + strings.TrimPrefix(r.URL.Path, "/fhir")
+	u := a.opts.BaseURL + strings.TrimPrefix(searchPath(r), "/fhir")
 	if len(p) > 0 {
 		u += "?" + p.Encode()
 	}
 	return u
 }
+
+// searchPath is the GET path of a search: POST {type}/_search pages and links as GET {type}, so
+// that the next link, which a client follows with GET, is the same search.
+func searchPath(r *http.Request) string { return strings.TrimSuffix(r.URL.Path, "/_search") }
 
 // pageBinding ties page links to the caller; the access-control layer sets it from the token.
 func pageBinding(r *http.Request) string {

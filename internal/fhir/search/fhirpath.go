@@ -9,10 +9,10 @@ import (
 	"strings"
 	"sync"
 	"unicode"
-	"unicode/utf8"
 
 	"github.com/fhirgate/fhirgate/internal/fhir"
 	"github.com/fhirgate/fhirgate/internal/fhir/definitions"
+	"github.com/fhirgate/fhirgate/internal/fhir/fhirjson"
 )
 
 // This file is the small FHIRPath subset that search extraction runs: enough for the official R4
@@ -1118,241 +1118,14 @@ func primitiveEqual(a, b any) bool {
 
 // ---- input -----------------------------------------------------------------------------------
 
-// maxJSONDepth bounds the nesting of a decoded body, far above what any R4 resource needs.
+// maxJSONDepth bounds the nesting of objects and arrays in a decoded body, far above what any
+// R4 resource needs.
 const maxJSONDepth = 256
-
-var errJSON = errors.New("invalid JSON")
 
 // decodeJSON decodes a JSON document into map[string]any, []any, string, float64, bool and nil,
 // as encoding/json does into an any (duplicate names: the last wins; invalid UTF-8 becomes
-// U+FFFD; numbers out of float64 range are errors), about three times faster: strings without
-// escapes are sliced once and property names the element model knows are shared, not allocated.
+// U+FFFD; numbers out of float64 range are errors), with fhirjson's lenient mode: property names
+// the element model knows are shared, not allocated.
 func (m *typeModel) decodeJSON(data []byte) (any, error) {
-	d := jsonDecoder{data: data, names: m.names}
-	d.space()
-	v, err := d.value(0)
-	if err != nil {
-		return nil, err
-	}
-	d.space()
-	if d.pos != len(d.data) {
-		return nil, d.fail("data after the JSON value")
-	}
-	return v, nil
-}
-
-type jsonDecoder struct {
-	data  []byte
-	pos   int
-	names map[string]string
-}
-
-func (d *jsonDecoder) fail(what string) error {
-	return fmt.Errorf("%w at byte %d: %s", errJSON, d.pos, what)
-}
-
-func (d *jsonDecoder) space() {
-	for d.pos < len(d.data) {
-		switch d.data[d.pos] {
-		case ' ', '\t', '\n', '\r':
-			d.pos++
-		default:
-			return
-		}
-	}
-}
-
-func (d *jsonDecoder) value(depth int) (any, error) {
-	if d.pos >= len(d.data) {
-		return nil, d.fail("unexpected end")
-	}
-	if depth > maxJSONDepth {
-		return nil, d.fail("nested too deeply")
-	}
-	switch c := d.data[d.pos]; {
-	case c == '{':
-		return d.object(depth + 1)
-	case c == '[':
-		return d.array(depth + 1)
-	case c == '"':
-		return d.jsonStr(false)
-	case c == '-' || c >= '0' && c <= '9':
-		return d.number()
-	case c == 't':
-		return true, d.literal("true")
-	case c == 'f':
-		return false, d.literal("false")
-	case c == 'n':
-		return nil, d.literal("null")
-	}
-	return nil, d.fail("unexpected character")
-}
-
-func (d *jsonDecoder) literal(lit string) error {
-	if len(d.data)-d.pos < len(lit) || string(d.data[d.pos:d.pos+len(lit)]) != lit {
-		return d.fail("invalid literal")
-	}
-	d.pos += len(lit)
-	return nil
-}
-
-func (d *jsonDecoder) object(depth int) (any, error) {
-	d.pos++
-	obj := make(map[string]any, 8)
-	d.space()
-	if d.pos < len(d.data) && d.data[d.pos] == '}' {
-		d.pos++
-		return obj, nil
-	}
-	for {
-		d.space()
-		if d.pos >= len(d.data) || d.data[d.pos] != '"' {
-			return nil, d.fail("expected a property name")
-		}
-		k, err := d.jsonStr(true)
-		if err != nil {
-			return nil, err
-		}
-		d.space()
-		if d.pos >= len(d.data) || d.data[d.pos] != ':' {
-			return nil, d.fail("expected ':'")
-		}
-		d.pos++
-		d.space()
-		v, err := d.value(depth)
-		if err != nil {
-			return nil, err
-		}
-		obj[k.(string)] = v
-		d.space()
-		if d.pos >= len(d.data) {
-			return nil, d.fail("unexpected end in an object")
-		}
-		switch d.data[d.pos] {
-		case ',':
-			d.pos++
-		case '}':
-			d.pos++
-			return obj, nil
-		default:
-			return nil, d.fail("expected ',' or '}'")
-		}
-	}
-}
-
-func (d *jsonDecoder) array(depth int) (any, error) {
-	d.pos++
-	arr := make([]any, 0, 4)
-	d.space()
-	if d.pos < len(d.data) && d.data[d.pos] == ']' {
-		d.pos++
-		return arr, nil
-	}
-	for {
-		d.space()
-		v, err := d.value(depth)
-		if err != nil {
-			return nil, err
-		}
-		arr = append(arr, v)
-		d.space()
-		if d.pos >= len(d.data) {
-			return nil, d.fail("unexpected end in an array")
-		}
-		switch d.data[d.pos] {
-		case ',':
-			d.pos++
-		case ']':
-			d.pos++
-			return arr, nil
-		default:
-			return nil, d.fail("expected ',' or ']'")
-		}
-	}
-}
-
-// str reads a string; a property name (key) is taken from the interned names when known.
-func (d *jsonDecoder) jsonStr(key bool) (any, error) {
-	start := d.pos
-	d.pos++
-	escaped, ascii := false, true
-	for d.pos < len(d.data) {
-		c := d.data[d.pos]
-		switch {
-		case c == '"':
-			d.pos++
-			raw := d.data[start+1 : d.pos-1]
-			if escaped {
-				var s string
-				if err := json.Unmarshal(d.data[start:d.pos], &s); err != nil {
-					return nil, d.fail("invalid string")
-				}
-				return s, nil
-			}
-			if key {
-				if s, ok := d.names[string(raw)]; ok {
-					return s, nil
-				}
-			}
-			if !ascii && !utf8.Valid(raw) {
-				return strings.ToValidUTF8(string(raw), "\uFFFD"), nil
-			}
-			return string(raw), nil
-		case c == '\\':
-			escaped = true
-			d.pos += 2
-		case c < 0x20:
-			return nil, d.fail("control character in a string")
-		default:
-			if c >= utf8.RuneSelf {
-				ascii = false
-			}
-			d.pos++
-		}
-	}
-	return nil, d.fail("unterminated string")
-}
-
-func (d *jsonDecoder) number() (any, error) {
-	start := d.pos
-	if d.data[d.pos] == '-' {
-		d.pos++
-	}
-	switch {
-	case d.pos < len(d.data) && d.data[d.pos] == '0':
-		d.pos++
-	case d.pos < len(d.data) && d.data[d.pos] >= '1' && d.data[d.pos] <= '9':
-		d.digits()
-	default:
-		return nil, d.fail("invalid number")
-	}
-	if d.pos < len(d.data) && d.data[d.pos] == '.' {
-		d.pos++
-		if d.digits() == 0 {
-			return nil, d.fail("invalid number")
-		}
-	}
-	if d.pos < len(d.data) && (d.data[d.pos] == 'e' || d.data[d.pos] == 'E') {
-		d.pos++
-		if d.pos < len(d.data) && (d.data[d.pos] == '+' || d.data[d.pos] == '-') {
-			d.pos++
-		}
-		if d.digits() == 0 {
-			return nil, d.fail("invalid number")
-		}
-	}
-	f, err := strconv.ParseFloat(string(d.data[start:d.pos]), 64)
-	if err != nil {
-		return nil, d.fail("number out of range")
-	}
-	return f, nil
-}
-
-func (d *jsonDecoder) digits() int {
-	n := 0
-	for d.pos < len(d.data) && d.data[d.pos] >= '0' && d.data[d.pos] <= '9' {
-		d.pos++
-		n++
-	}
-	return n
+	return fhirjson.Decode(data, fhirjson.Options{Names: m.names, MaxDepth: maxJSONDepth})
 }
