@@ -173,7 +173,7 @@ func TestAuditTokens(t *testing.T) {
 	if st != 200 {
 		t.Fatalf("%d %v", st, tok)
 	}
-	at, rt := tok["access_token"].(string), tok["refresh_token"].(string)
+	at, rt1 := tok["access_token"].(string), tok["refresh_token"].(string)
 	jti := checkAccessToken(t, e, at).ID
 	ev := only(t, rec.take(), audit.ActionTokenIssued)
 	if ev.Outcome != audit.OutcomeSuccess || ev.Status != 200 || ev.TokenID != jti || ev.ClientID != "public-app" || ev.Subject != "alice" ||
@@ -197,7 +197,8 @@ func TestAuditTokens(t *testing.T) {
 	// Fresh grant for refresh, revoke and introspection.
 	code, verifier, redirect = codeFor(t, e, "launch/patient offline_access patient/Patient.rs")
 	_, tok = exchange(t, e, code, verifier, redirect, nil)
-	at, rt = tok["access_token"].(string), tok["refresh_token"].(string)
+	at2first := at
+	at, rt := tok["access_token"].(string), tok["refresh_token"].(string)
 	all = append(all, rec.take()...)
 	refresh := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {"public-app"}}
 	st, r2, _ := postForm(t, e.issuer+"/auth/token", refresh, "", "")
@@ -257,7 +258,7 @@ func TestAuditTokens(t *testing.T) {
 	}
 	checkRequest(t, ev)
 	all = append(all, ev)
-	noSecrets(t, all, at, rt, at2, r2["refresh_token"].(string), code, verifier, secret)
+	noSecrets(t, all, at2first, rt1, at, rt, at2, r2["refresh_token"].(string), code, verifier, secret)
 }
 
 func TestAuditClientCredentials(t *testing.T) {

@@ -54,7 +54,7 @@ func TestKeyRotationOverlap(t *testing.T) {
 
 func checkAccessTokenKid(t *testing.T, raw string) string {
 	t.Helper()
-	sig, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256})
+	sig, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
 		t.Fatal(err)
 	}

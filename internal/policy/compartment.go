@@ -7,13 +7,6 @@ import (
 	"github.com/fhirgate/fhirgate/internal/fhir/definitions"
 )
 
-// patientCompartmentTypes reads the R4 Patient CompartmentDefinition: the types that have at
-// least one parameter linking them to a patient, plus Patient itself.
-func patientCompartmentTypes() (map[string]bool, error) {
-	types, _, err := patientCompartment()
-	return types, err
-}
-
 // patientCompartment reads the R4 Patient CompartmentDefinition: its types (plus Patient) and
 // the parameters of each.
 func patientCompartment() (map[string]bool, map[string][]string, error) {

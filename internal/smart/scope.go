@@ -398,7 +398,7 @@ func parseConstraints(q string) ([]Constraint, error) {
 			return nil, fmt.Errorf("constraint %q: bad percent-encoding", part)
 		}
 		if err := checkValue(value); err != nil {
-			return nil, fmt.Errorf("constraint %q: %v", part, err)
+			return nil, fmt.Errorf("constraint %q: %w", part, err)
 		}
 		c := Constraint{Param: name, Value: value}
 		if !slices.Contains(out, c) {

@@ -137,7 +137,7 @@ func runInSavepoint(ctx context.Context, tx *sql.Tx, fn func(tx *sql.Tx) error) 
 		}
 		if err != nil {
 			if _, rerr := tx.ExecContext(context.Background(), "ROLLBACK TO write_group"); rerr != nil {
-				err = fmt.Errorf("%w (and rolling back: %v)", err, rerr)
+				err = fmt.Errorf("%w (and rolling back: %w)", err, rerr)
 			}
 		}
 		if _, rerr := tx.ExecContext(context.Background(), "RELEASE write_group"); rerr != nil && err == nil {
