@@ -178,6 +178,7 @@ func (a *App) build(ctx context.Context) error {
 		Observe:       a.observeDecision,
 		Audit:         a.audit,
 		AuditLog:      a.store,
+		AuditorRole:   a.cfg.Audit.AuditorRole,
 		Bundles: &bundle.Processor{
 			Backend: a.store, Validator: validator, BaseURL: a.cfg.FHIRBase(),
 			Parse:      bundle.SearchParser(a.registry, a.cfg.FHIRBase(), a.cfg.FHIR.MaxCount),
@@ -369,8 +370,9 @@ func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
 		status, body = http.StatusServiceUnavailable, "database: unavailable\n"
 	}
 	if err := a.gw.ReadyCheck(ctx); err != nil {
+		// The cause (Redis address, engine settings) is logged, not served: /readyz is public.
 		a.log.Warn("not ready: gateway", "error", err)
-		status, body = http.StatusServiceUnavailable, body+"rate limits: "+err.Error()+"\n"
+		status, body = http.StatusServiceUnavailable, body+"rate limits: unavailable\n"
 	} else {
 		body += "rate limits: ok (" + a.gw.Engine() + ")\n"
 	}

@@ -1,9 +1,12 @@
 package audit
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 
 	"github.com/fhirgate/fhirgate/internal/config"
 )
@@ -20,6 +23,7 @@ func FromConfig(c config.Audit, lookup func(string) (string, bool)) (Options, er
 		QueueSize:          c.QueueSize,
 		CheckpointInterval: c.CheckpointInterval,
 		CheckpointEntries:  c.CheckpointEntries,
+		SinkRetryMax:       c.SinkRetryMax,
 	}
 	fail := func(err error) (Options, error) {
 		var errs []error
@@ -27,6 +31,9 @@ func FromConfig(c config.Audit, lookup func(string) (string, bool)) (Options, er
 			errs = append(errs, s.Close())
 		}
 		return Options{}, errors.Join(append([]error{err}, errs...)...)
+	}
+	if c.Stdout {
+		o.Sinks = append(o.Sinks, NewWriterSink("stdout", os.Stdout))
 	}
 	if c.File.Path != "" {
 		s, err := NewFileSink(c.File.Path, c.File.MaxBytes, c.File.MaxFiles)
@@ -36,7 +43,15 @@ func FromConfig(c config.Audit, lookup func(string) (string, bool)) (Options, er
 		o.Sinks = append(o.Sinks, s)
 	}
 	if c.Syslog.Address != "" {
-		s, err := NewSyslogSink(SyslogOptions{Network: c.Syslog.Network, Address: c.Syslog.Address, Facility: syslogFacility(c.Syslog.Facility), Hostname: c.Syslog.Hostname})
+		so := SyslogOptions{Network: c.Syslog.Network, Address: c.Syslog.Address, Facility: syslogFacility(c.Syslog.Facility), Hostname: c.Syslog.Hostname}
+		if c.Syslog.Network == "tls" {
+			tc, err := syslogTLS(c.Syslog)
+			if err != nil {
+				return fail(err)
+			}
+			so.TLS = tc
+		}
+		s, err := NewSyslogSink(so)
 		if err != nil {
 			return fail(err)
 		}
@@ -81,4 +96,27 @@ func syslogFacility(f int) int {
 		return -1
 	}
 	return f
+}
+
+// syslogTLS builds the TLS client configuration of the syslog sink from PEM files.
+func syslogTLS(c config.AuditSyslog) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("audit: syslog ca_file: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("audit: syslog ca_file %s holds no PEM certificate", c.CAFile)
+		}
+	}
+	if c.CertFile != "" || c.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("audit: syslog client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
 }

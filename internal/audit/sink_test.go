@@ -180,7 +180,7 @@ func TestSyslogSinkUDP(t *testing.T) {
 }
 
 func TestSyslogOptionsValidated(t *testing.T) {
-	for _, o := range []audit.SyslogOptions{{Network: "tls", Address: "a:1"}, {Network: "udp", Address: "nohost"}, {Network: "udp", Address: "a:1", Facility: 24}} {
+	for _, o := range []audit.SyslogOptions{{Network: "quic", Address: "a:1"}, {Network: "udp", Address: "nohost"}, {Network: "udp", Address: "a:1", Facility: 24}} {
 		if _, err := audit.NewSyslogSink(o); err == nil {
 			t.Errorf("NewSyslogSink(%+v) = nil error", o)
 		}

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -14,8 +15,13 @@ import (
 
 // SyslogOptions configures a SyslogSink.
 type SyslogOptions struct {
-	// Network is "tcp" or "udp".
+	// Network is "tcp", "udp" or "tls" (RFC 5425: TCP with TLS, octet-counting framing; the
+	// collector's usual port is 6514).
 	Network string
+	// TLS configures the "tls" network: the collector's CA (RootCAs; the system pool when nil),
+	// a client certificate for mutual TLS, ServerName (the address's host when empty).
+	// TLS 1.2 is the minimum.
+	TLS *tls.Config
 	// Address is host:port of the collector.
 	Address string
 	// Facility is the RFC 5424 facility number; 13 (log audit) when zero. Use -1 for 0 (kern)
@@ -33,8 +39,9 @@ type SyslogOptions struct {
 
 // SyslogSink sends each entry as one RFC 5424 message: MSGID is the action, structured data
 // [fhirgate@32473 seq outcome hash] (32473 is the documentation enterprise number of RFC 5612:
-// replace it when an enterprise number is registered), MSG the AuditEvent JSON. Over TCP messages
-// are framed by octet counting (RFC 6587 §3.4.1); over UDP each message is one datagram.
+// replace it when an enterprise number is registered), MSG the AuditEvent JSON. Over TCP and TLS
+// messages are framed by octet counting (RFC 6587 §3.4.1, RFC 5425 §4.3); over UDP each message is
+// one datagram.
 type SyslogSink struct {
 	opts  SyslogOptions
 	procs string
@@ -46,14 +53,26 @@ type SyslogSink struct {
 // maxUDPMessage keeps a datagram within what IPv4 UDP carries.
 const maxUDPMessage = 65000
 
-// NewSyslogSink checks the options and dials the collector (TCP dials are retried on each write if
-// they fail now).
+// NewSyslogSink checks the options; the collector is dialled at the first write (and again after
+// a connection fails).
 func NewSyslogSink(opts SyslogOptions) (*SyslogSink, error) {
-	if opts.Network != "tcp" && opts.Network != "udp" {
-		return nil, fmt.Errorf("audit: syslog network must be tcp or udp, got %q", opts.Network)
+	if opts.Network != "tcp" && opts.Network != "udp" && opts.Network != "tls" {
+		return nil, fmt.Errorf("audit: syslog network must be tcp, udp or tls, got %q", opts.Network)
 	}
-	if _, _, err := net.SplitHostPort(opts.Address); err != nil {
+	host, _, err := net.SplitHostPort(opts.Address)
+	if err != nil {
 		return nil, fmt.Errorf("audit: syslog address: %w", err)
+	}
+	if opts.Network == "tls" {
+		c := &tls.Config{MinVersion: tls.VersionTLS12}
+		if opts.TLS != nil {
+			c = opts.TLS.Clone()
+			c.MinVersion = max(c.MinVersion, tls.VersionTLS12)
+		}
+		if c.ServerName == "" {
+			c.ServerName = host
+		}
+		opts.TLS = c
 	}
 	if opts.Facility == 0 {
 		opts.Facility = 13
@@ -143,15 +162,23 @@ func sdEscape(v string) string {
 }
 
 // Write implements Sink: one message per entry; on a connection error it reconnects once and
-// resends the rest of the batch.
+// resends the rest of the batch. Over a stream (tcp, tls), a connection the collector closed is
+// noticed before the batch is written (syslog has no acknowledgements: without this check the
+// first messages written after the collector went away would vanish into the socket buffer).
+// What a collector that died without closing received is unknown, so delivery is at least once:
+// receivers can drop a seq they already have.
 func (s *SyslogSink) Write(ctx context.Context, entries []Entry) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	stream := s.opts.Network != "udp"
+	if s.conn != nil && stream && !connAlive(s.conn) {
+		s.conn.Close()
+		s.conn = nil
+	}
 	i := 0
 	for attempt := 0; attempt < 2 && i < len(entries); attempt++ {
 		if s.conn == nil {
-			d := net.Dialer{Timeout: s.opts.Timeout}
-			c, err := d.DialContext(ctx, s.opts.Network, s.opts.Address)
+			c, err := s.dial(ctx)
 			if err != nil {
 				return fmt.Errorf("audit: syslog dial: %w", err)
 			}
@@ -159,7 +186,7 @@ func (s *SyslogSink) Write(ctx context.Context, entries []Entry) error {
 		}
 		for ; i < len(entries); i++ {
 			msg := s.FormatSyslog(entries[i])
-			if s.opts.Network == "tcp" {
+			if stream {
 				msg = append([]byte(strconv.Itoa(len(msg))+" "), msg...)
 			}
 			_ = s.conn.SetWriteDeadline(time.Now().Add(s.opts.Timeout))
@@ -177,6 +204,26 @@ func (s *SyslogSink) Write(ctx context.Context, entries []Entry) error {
 		return errors.New("audit: syslog: batch not delivered")
 	}
 	return nil
+}
+
+func (s *SyslogSink) dial(ctx context.Context) (net.Conn, error) {
+	d := &net.Dialer{Timeout: s.opts.Timeout}
+	if s.opts.Network == "tls" {
+		td := &tls.Dialer{NetDialer: d, Config: s.opts.TLS}
+		return td.DialContext(ctx, "tcp", s.opts.Address)
+	}
+	return d.DialContext(ctx, s.opts.Network, s.opts.Address)
+}
+
+// connAlive reports whether the collector has not closed c: collectors send nothing, so a read
+// that does not time out at once means end of stream or an error.
+func connAlive(c net.Conn) bool {
+	_ = c.SetReadDeadline(time.Now().Add(time.Millisecond))
+	var b [1]byte
+	_, err := c.Read(b[:])
+	_ = c.SetReadDeadline(time.Time{})
+	var ne net.Error
+	return err == nil || (errors.As(err, &ne) && ne.Timeout())
 }
 
 // Close implements Sink.

@@ -67,9 +67,19 @@ type Options struct {
 	Source Source
 	// Sinks receive every committed entry, in order, each on its own goroutine.
 	Sinks []Sink
-	// SinkQueue bounds the batches waiting for one sink; a sink that falls further behind
-	// loses batches (counted in Stats; the store keeps everything). 1024 when zero.
+	// SinkQueue bounds the entries held in memory for one sink; a sink that falls further
+	// behind (down, or slower than the appender) is fed from the chain in the store once it
+	// accepts writes again, so it misses nothing (a store that does not implement SinkSource:
+	// the entries past the bound are dropped, counted in Stats). 8192 when zero. It also bounds
+	// the batches waiting for the detectors.
 	SinkQueue int
+	// SinkRetry is the first wait before a failed sink write is retried, doubled up to
+	// SinkRetryMax (100ms and 30s when zero). Retries go on until the sink accepts the entries
+	// or Close gives up.
+	SinkRetry, SinkRetryMax time.Duration
+	// SinkDrainTimeout bounds how long Close waits for sinks that are down; 10s when zero (or
+	// Close's context, whichever ends first).
+	SinkDrainTimeout time.Duration
 	// Detectors observe every committed event (alerts excepted) on one goroutine.
 	Detectors []Detector
 	// OnAlert is called for every alert raised, after it is logged (for metrics).
@@ -97,10 +107,13 @@ type Stats struct {
 	FailedFlushes int64
 	Checkpoints   int64
 	Alerts        int64
-	// SinkDropped counts batches a sink lost because it fell behind, by sink name.
+	// SinkDropped counts batches a sink lost because it fell behind and the store cannot feed
+	// it, by sink name.
 	SinkDropped map[string]int64
-	// SinkFailed counts failed sink writes, by sink name.
+	// SinkFailed counts failed sink writes (each retried), by sink name.
 	SinkFailed map[string]int64
+	// SinkDelivered is the highest sequence each sink accepted, by sink name.
+	SinkDelivered map[string]int64
 	// DetectorDropped counts batches the detectors did not see because they fell behind.
 	DetectorDropped int64
 }
@@ -176,7 +189,17 @@ func Open(ctx context.Context, opts Options) (*Trail, error) {
 		opts.CheckpointEntries = 10000
 	}
 	if opts.SinkQueue <= 0 {
-		opts.SinkQueue = 1024
+		opts.SinkQueue = 8192
+	}
+	if opts.SinkRetry <= 0 {
+		opts.SinkRetry = 100 * time.Millisecond
+	}
+	if opts.SinkRetryMax <= 0 {
+		opts.SinkRetryMax = 30 * time.Second
+	}
+	opts.SinkRetryMax = max(opts.SinkRetryMax, opts.SinkRetry)
+	if opts.SinkDrainTimeout <= 0 {
+		opts.SinkDrainTimeout = 10 * time.Second
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -201,8 +224,9 @@ func Open(ctx context.Context, opts Options) (*Trail, error) {
 	}
 	t.lastCP, t.lastCPAt = cp.Seq, cp.Created
 	t.sinceCP = int(t.head.Seq - cp.Seq)
+	src, _ := opts.Store.(SinkSource)
 	for _, s := range opts.Sinks {
-		t.sinks = append(t.sinks, startSink(s, opts.SinkQueue, t.log))
+		t.sinks = append(t.sinks, startSink(s, src, t.head.Seq, opts.SinkQueue, opts.SinkRetry, opts.SinkRetryMax, t.log))
 	}
 	if len(opts.Detectors) > 0 {
 		t.detectQ = make(chan []Entry, opts.SinkQueue)
@@ -319,9 +343,19 @@ func (t *Trail) Close(ctx context.Context) error {
 	if t.detectEnd != nil {
 		<-t.detectEnd
 	}
-	for _, s := range t.sinks {
-		s.stop()
+	drain, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.opts.SinkDrainTimeout)
+	defer cancel()
+	if ctx.Err() == nil {
+		stopDrain := context.AfterFunc(ctx, cancel)
+		defer stopDrain()
+	} else {
+		cancel()
 	}
+	var wg sync.WaitGroup
+	for _, s := range t.sinks {
+		wg.Go(func() { s.stop(drain) })
+	}
+	wg.Wait()
 	return err
 }
 
@@ -330,11 +364,12 @@ func (t *Trail) Stats() Stats {
 	s := Stats{
 		Appended: t.appended.Load(), Flushes: t.flushes.Load(), FailedFlushes: t.failedFlushes.Load(),
 		Checkpoints: t.checkpoints.Load(), Alerts: t.alerts.Load(), DetectorDropped: t.detectDropped.Load(),
-		SinkDropped: map[string]int64{}, SinkFailed: map[string]int64{},
+		SinkDropped: map[string]int64{}, SinkFailed: map[string]int64{}, SinkDelivered: map[string]int64{},
 	}
 	for _, r := range t.sinks {
 		s.SinkDropped[r.sink.Name()] = r.dropped.Load()
 		s.SinkFailed[r.sink.Name()] = r.failed.Load()
+		s.SinkDelivered[r.sink.Name()] = r.delivered.Load()
 	}
 	return s
 }

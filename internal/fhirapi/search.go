@@ -79,6 +79,9 @@ func (a *API) searchCompartment(w http.ResponseWriter, r *http.Request) error {
 	if typ == "$everything" {
 		return a.everything(w, r, id)
 	}
+	if typ == "$access-log" {
+		return a.accessLog(w, r, id)
+	}
 	if !fhir.IsResourceType(typ) {
 		return fhir.Errorf(http.StatusNotFound, "not-supported", "%q is not a FHIR R4 resource type", typ)
 	}
@@ -267,4 +270,18 @@ func (a *API) parseCriteria(typ, criteria string) (*search.Query, error) {
 	}
 	q, _, err := a.parseSearch([]string{typ}, values, true)
 	return q, err
+}
+
+// authorizeCriteria decides the search that conditional criteria run (If-None-Exist, and the
+// conditional operations of a Bundle) and narrows q as any search is narrowed, so that the
+// criteria can only match resources the caller may see.
+func (a *API) authorizeCriteria(r *http.Request, typ string, q *search.Query) (policy.Decision, error) {
+	d, err := a.authorize(r, policy.Input{Interaction: policy.SearchType, Type: typ, Query: q})
+	if err != nil {
+		return d, err
+	}
+	if err := d.Narrowing.Narrow(q); err != nil {
+		return d, fhir.Errorf(http.StatusForbidden, "forbidden", "the access token does not allow these conditional criteria: %v", err)
+	}
+	return d, nil
 }

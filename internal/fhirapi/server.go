@@ -44,6 +44,8 @@ type Options struct {
 	// AuditLog, when set, serves AuditEvent reads and searches from the audit trail (and
 	// refuses writes of AuditEvents).
 	AuditLog AuditLog
+	// AuditorRole is the role a token must carry to read the audit trail; "auditor" when empty.
+	AuditorRole string
 	// Bundles processes POST of batch/transaction Bundles to the base; nil answers 501. Each
 	// request runs a copy whose Authorize asks Policy about every entry.
 	Bundles *bundle.Processor
@@ -95,6 +97,9 @@ func New(opts Options) (*API, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.AuditorRole == "" {
+		opts.AuditorRole = DefaultAuditorRole
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -182,6 +187,12 @@ func (a *API) adapt(action audit.Action, fn handlerFunc) http.Handler {
 }
 
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var fe *fhir.Error
+	if typ, id := r.PathValue("type"), r.PathValue("id"); id != "" && errors.Is(err, fhir.ErrNotFound) && !errors.As(err, &fe) {
+		// The same answer as a refusal of a resource the caller may not see (refused, denial),
+		// so that the two cannot be told apart.
+		err = fhir.NotFound(typ, id)
+	}
 	status, oo := fhir.OutcomeFromError(err)
 	if status >= 500 {
 		a.opts.Logger.ErrorContext(r.Context(), "fhir request failed", "method", r.Method, "path", r.URL.Path, "error", err)
