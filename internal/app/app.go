@@ -30,6 +30,7 @@ import (
 	"github.com/fhirgate/fhirgate/internal/metrics"
 	"github.com/fhirgate/fhirgate/internal/policy"
 	"github.com/fhirgate/fhirgate/internal/store/sqlstore"
+	"github.com/fhirgate/fhirgate/internal/tracing"
 )
 
 // App is a built fhirgate server.
@@ -53,6 +54,8 @@ type App struct {
 	demo *demoAccounts
 	// stop ends the background work (key rotation, cleanup).
 	stop context.CancelFunc
+	// shutdownTracing flushes and stops the trace exporter.
+	shutdownTracing func(context.Context) error
 	wg   sync.WaitGroup
 }
 
@@ -97,6 +100,11 @@ func (a *App) build(ctx context.Context) error {
 		a.demo = newDemoAccounts(a.cfg)
 	}
 	a.metrics = metrics.New()
+	shutdownTracing, err := tracing.Setup(ctx, a.cfg.Gateway.Tracing)
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	a.shutdownTracing = shutdownTracing
 	kms, err := authserver.OpenKeys(ctx, a.store, a.cfg.Auth, a.cfg.DataDir, a.lookup, nil, a.log)
 	if err != nil {
 		return fmt.Errorf("signing keys: %w", err)
@@ -199,6 +207,7 @@ func (a *App) build(ctx context.Context) error {
 	}
 	a.gw, err = gateway.New(a.cfg.Gateway, gateway.Deps{
 		Logger: a.log, Identify: identify, AllowedOrigin: allowedOrigins(clients), LookupEnv: a.lookup,
+		OnReject: a.metrics.RateLimitRejected,
 	})
 	if err != nil {
 		return err
@@ -263,7 +272,7 @@ func (a *App) publicRoutes() http.Handler {
 	authMux := http.NewServeMux()
 	a.auth.Register(authMux)
 	wrap := func(group string, h http.Handler) http.Handler {
-		return a.metrics.Instrument(group, a.gw.Wrap(group, h))
+		return tracing.Middleware(group, a.metrics.Instrument(group, a.gw.Wrap(group, h)))
 	}
 	mux := http.NewServeMux()
 	fhirH := wrap(config.GroupFHIR, a.fhir)
@@ -320,7 +329,7 @@ func (a *App) adminRoutes() (http.Handler, error) {
 	mux.Handle("GET /metrics", a.metrics.Handler())
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", a.readyz)
-	return a.gw.Wrap(config.GroupAdmin, mux), nil
+	return tracing.Middleware(config.GroupAdmin, a.gw.Wrap(config.GroupAdmin, mux)), nil
 }
 
 // observeDecision is told of every FHIR access decision: it is counted by reason, and denials
@@ -452,6 +461,11 @@ func (a *App) Close() error {
 	}
 	if a.gw != nil {
 		errs = append(errs, a.gw.Close())
+	}
+	if a.shutdownTracing != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		errs = append(errs, a.shutdownTracing(ctx))
+		cancel()
 	}
 	errs = append(errs, a.store.Close())
 	return errors.Join(errs...)

@@ -162,6 +162,10 @@ type Principal struct {
 	// IssuedAt and Expiry are iat and exp.
 	IssuedAt time.Time
 	Expiry   time.Time
+	// CertThumbprint is the cnf x5t#S256 of a certificate-bound token (RFC 8705 section 3):
+	// the base64url SHA-256 of the client certificate the token was issued to. Empty for a
+	// plain bearer token. CheckBinding compares it with the connection's certificate.
+	CertThumbprint string
 }
 
 // FHIRUserRef splits FHIRUser into type and id.
@@ -184,6 +188,12 @@ type claims struct {
 	FHIRContext []smart.ContextItem `json:"fhirContext"`
 	Roles       []string            `json:"roles"`
 	SessionID   string              `json:"sid"`
+	Cnf         *confirmation       `json:"cnf"`
+}
+
+// confirmation is the cnf claim (RFC 7800). Only x5t#S256 (RFC 8705) is understood.
+type confirmation struct {
+	X5tS256 string `json:"x5t#S256"`
 }
 
 // BearerToken extracts the token from an Authorization header value. An empty header or another
@@ -330,21 +340,31 @@ func (v *Verifier) checkClaims(c *claims) (*Principal, error) {
 			return nil, invalidToken("the access token's fhirUser is not a reference to a resource on this server", nil)
 		}
 	}
+	var thumb string
+	if c.Cnf != nil {
+		// A confirmation method this server cannot check must not degrade the token to a plain
+		// bearer token: refuse it.
+		if !validThumbprint(c.Cnf.X5tS256) {
+			return nil, invalidToken("the access token's cnf claim has no usable x5t#S256", nil)
+		}
+		thumb = c.Cnf.X5tS256
+	}
 	scopes, dropped := smart.ParseScopes(c.Scope)
 	return &Principal{
-		Issuer:        c.Issuer,
-		Subject:       c.Subject,
-		ClientID:      c.ClientID,
-		FHIRUser:      fhirUser,
-		Patient:       c.Patient,
-		Encounter:     c.Encounter,
-		FHIRContext:   c.FHIRContext,
-		Scopes:        scopes,
-		DroppedScopes: dropped,
-		Roles:         c.Roles,
-		JTI:           c.ID,
-		SessionID:     c.SessionID,
-		IssuedAt:      iat,
-		Expiry:        exp,
+		CertThumbprint: thumb,
+		Issuer:         c.Issuer,
+		Subject:        c.Subject,
+		ClientID:       c.ClientID,
+		FHIRUser:       fhirUser,
+		Patient:        c.Patient,
+		Encounter:      c.Encounter,
+		FHIRContext:    c.FHIRContext,
+		Scopes:         scopes,
+		DroppedScopes:  dropped,
+		Roles:          c.Roles,
+		JTI:            c.ID,
+		SessionID:      c.SessionID,
+		IssuedAt:       iat,
+		Expiry:         exp,
 	}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -52,6 +53,8 @@ type Gateway struct {
 	Headers SecurityHeaders `yaml:"headers"`
 	// FHIRLimits are request-shape limits the FHIR API enforces.
 	FHIRLimits FHIRLimits `yaml:"fhir_limits"`
+	// Tracing configures OpenTelemetry traces (off unless an endpoint is set).
+	Tracing Tracing `yaml:"tracing"`
 }
 
 // GatewayGroups holds one GroupPolicy per route group.
@@ -205,6 +208,35 @@ type FHIRLimits struct {
 	QueryTimeout time.Duration `yaml:"query_timeout"`
 }
 
+// Tracing configures OpenTelemetry tracing. Nothing is recorded or exported unless Endpoint is
+// set; incoming W3C traceparent headers are then continued.
+type Tracing struct {
+	// Endpoint is the OTLP/HTTP traces URL (https://collector:4318/v1/traces); empty: off.
+	Endpoint string `yaml:"endpoint"`
+	// ServiceName is the service.name resource attribute.
+	ServiceName string `yaml:"service_name"`
+	// SampleRatio is the share of new traces recorded, 0..1; a sampled parent is always followed.
+	SampleRatio float64 `yaml:"sample_ratio"`
+}
+
+// Enabled reports whether traces are exported.
+func (t Tracing) Enabled() bool { return t.Endpoint != "" }
+
+func (t Tracing) validate(v *Problems) {
+	if t.SampleRatio < 0 || t.SampleRatio > 1 || t.SampleRatio != t.SampleRatio {
+		v.Add("gateway.tracing.sample_ratio", "must be between 0 and 1")
+	}
+	if t.Endpoint != "" {
+		u, err := url.Parse(t.Endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			v.Add("gateway.tracing.endpoint", "must be an http(s) URL without credentials, got %q", t.Endpoint)
+		}
+	}
+	if t.ServiceName == "" {
+		v.Add("gateway.tracing.service_name", "must not be empty")
+	}
+}
+
 // DefaultGateway returns the gateway defaults: secure for a single instance on loopback.
 func DefaultGateway() Gateway {
 	return Gateway{
@@ -249,6 +281,7 @@ func DefaultGateway() Gateway {
 			MaxIncludes:      10,
 			QueryTimeout:     30 * time.Second,
 		},
+		Tracing: Tracing{ServiceName: "fhirgate", SampleRatio: 1},
 	}
 }
 
@@ -352,6 +385,7 @@ func (g *Gateway) validate(v *Problems) {
 		v.Add("gateway.cors.max_age", "must not be negative")
 	}
 	g.TLS.validate(v)
+	g.Tracing.validate(v)
 	if g.Headers.HSTSMaxAge < 0 {
 		v.Add("gateway.headers.hsts_max_age", "must not be negative")
 	}

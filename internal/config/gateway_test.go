@@ -47,6 +47,11 @@ func TestGatewayValidate(t *testing.T) {
 		{"url length", func(g *Gateway) { g.MaxURLLength = 10 }, "gateway.max_url_length"},
 		{"bundle entries", func(g *Gateway) { g.FHIRLimits.MaxBundleEntries = 0 }, "gateway.fhir_limits.max_bundle_entries"},
 		{"csp newline", func(g *Gateway) { g.Headers.PageCSP = "a\r\nSet-Cookie: x" }, "gateway.headers.page_csp"},
+		{"tracing ratio", func(g *Gateway) { g.Tracing.SampleRatio = 1.5 }, "gateway.tracing.sample_ratio"},
+		{"tracing ratio negative", func(g *Gateway) { g.Tracing.SampleRatio = -0.1 }, "gateway.tracing.sample_ratio"},
+		{"tracing endpoint scheme", func(g *Gateway) { g.Tracing.Endpoint = "collector:4318" }, "gateway.tracing.endpoint"},
+		{"tracing endpoint credentials", func(g *Gateway) { g.Tracing.Endpoint = "https://u:p@collector/v1/traces" }, "gateway.tracing.endpoint"},
+		{"tracing service name", func(g *Gateway) { g.Tracing.ServiceName = "" }, "gateway.tracing.service_name"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -109,4 +114,15 @@ func FuzzParseCIDRList(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestTracingDefaultsOff(t *testing.T) {
+	cfg := Default()
+	if cfg.Gateway.Tracing.Enabled() || cfg.Gateway.Tracing.ServiceName != "fhirgate" || cfg.Gateway.Tracing.SampleRatio != 1 {
+		t.Fatalf("tracing defaults = %+v", cfg.Gateway.Tracing)
+	}
+	cfg.Gateway.Tracing.Endpoint = "https://collector.example:4318/v1/traces"
+	if err := cfg.Validate(); err != nil || !cfg.Gateway.Tracing.Enabled() {
+		t.Fatalf("a valid endpoint: %v", err)
+	}
 }

@@ -49,6 +49,10 @@ type Deps struct {
 	Limiter ratelimit.Limiter
 	// LookupEnv reads the Redis password variable; os.LookupEnv when nil.
 	LookupEnv func(string) (string, bool)
+	// OnReject is called once for every request a rate-limit rule refuses (429), with the
+	// group and the rule's name, e.g. for metrics.Metrics.RateLimitRejected. Also called with
+	// rule "engine_unavailable" when a fail-closed group answers 503. Must be cheap.
+	OnReject func(group, rule string)
 }
 
 // Gateway holds the compiled protections of every route group.
@@ -63,6 +67,7 @@ type Gateway struct {
 	redis   *redis.Client // owned, closed by Close
 	groups  map[string]*group
 	tls     *tls.Config
+	reject  func(group, rule string)
 }
 
 // group is the compiled policy of one route group.
@@ -81,7 +86,7 @@ type group struct {
 // New compiles cfg, which must have passed config validation. It loads the TLS files and, for
 // the redis engine, makes a client (without waiting for Redis to answer: ReadyCheck reports that).
 func New(cfg config.Gateway, deps Deps) (*Gateway, error) {
-	g := &Gateway{cfg: cfg, log: deps.Logger, now: deps.Now, ident: deps.Identify, groups: map[string]*group{}}
+	g := &Gateway{cfg: cfg, log: deps.Logger, now: deps.Now, ident: deps.Identify, reject: deps.OnReject, groups: map[string]*group{}}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}

@@ -62,12 +62,18 @@ func (g *Gateway) rateLimit(gr *group, next http.Handler) http.Handler {
 					continue
 				}
 				g.log.Debug("rate limiter unavailable: refusing", "group", gr.name, "rule", ru.name, "error", err)
+				if g.reject != nil {
+					g.reject(gr.name, RejectEngineUnavailable)
+				}
 				w.Header().Set("Retry-After", "1")
 				writeProblem(w, r, gr, problem{status: http.StatusServiceUnavailable, fhirCode: "transient", oauthCode: "temporarily_unavailable",
 					msg: "the rate limiter is unavailable; try again shortly"})
 				return
 			}
 			if !res.Allowed {
+				if g.reject != nil {
+					g.reject(gr.name, ru.name)
+				}
 				setRateHeaders(w.Header(), res, ru.policy)
 				w.Header().Set("Retry-After", strconv.FormatInt(ceilSeconds(res.RetryAfter), 10))
 				writeProblem(w, r, gr, problem{status: http.StatusTooManyRequests, fhirCode: "throttled", oauthCode: "temporarily_unavailable",
@@ -84,6 +90,10 @@ func (g *Gateway) rateLimit(gr *group, next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// RejectEngineUnavailable is the rule name Deps.OnReject receives when a fail-closed group
+// refuses because the rate-limit engine cannot answer.
+const RejectEngineUnavailable = "engine_unavailable"
 
 func setRateHeaders(h http.Header, res ratelimit.Result, policy string) {
 	h["Ratelimit-Limit"] = []string{strconv.Itoa(res.Limit.Burst)}

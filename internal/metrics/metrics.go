@@ -18,6 +18,9 @@ type Metrics struct {
 	requests  *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
 	decisions *prometheus.CounterVec
+	tokens    *prometheus.CounterVec
+	rejects   *prometheus.CounterVec
+	store     *prometheus.HistogramVec
 }
 
 // New builds a registry with the runtime collectors and the HTTP metrics.
@@ -37,7 +40,20 @@ func New() *Metrics {
 		Name: "fhirgate_access_decisions_total",
 		Help: "FHIR access decisions by interaction, result and first reason.",
 	}, []string{"interaction", "result", "reason"})
-	m.reg.MustRegister(m.requests, m.duration, m.decisions)
+	m.tokens = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fhirgate_tokens_issued_total",
+		Help: "Access tokens issued by grant type.",
+	}, []string{"grant"})
+	m.rejects = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fhirgate_rate_limit_rejections_total",
+		Help: "Requests refused by the rate limiter, by route group and rule.",
+	}, []string{"group", "rule"})
+	m.store = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "fhirgate_store_operation_duration_seconds",
+		Help:    "Store (database) operation latency by operation and result.",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"op", "result"})
+	m.reg.MustRegister(m.requests, m.duration, m.decisions, m.tokens, m.rejects, m.store)
 	return m
 }
 
@@ -49,6 +65,52 @@ func (m *Metrics) Decision(interaction string, allowed bool, reason string) {
 		result = "allow"
 	}
 	m.decisions.WithLabelValues(interaction, result, reason).Inc()
+}
+
+// Grant types counted by TokenIssued; anything else is counted as "other" so that a client
+// cannot grow the label set with invented grant_type values.
+var knownGrants = map[string]bool{
+	"authorization_code": true,
+	"refresh_token":      true,
+	"client_credentials": true,
+	"urn:ietf:params:oauth:grant-type:token-exchange": true,
+	"urn:ietf:params:oauth:grant-type:jwt-bearer":     true,
+	"password": true,
+}
+
+// TokenIssued counts one access token issued with grant (the grant_type value).
+func (m *Metrics) TokenIssued(grant string) {
+	if !knownGrants[grant] {
+		grant = "other"
+	}
+	m.tokens.WithLabelValues(grant).Inc()
+}
+
+// RateLimitRejected counts one request refused by rule of group. It has the signature of
+// gateway.Deps.OnReject. Groups and rule names come from the configuration, so they are bounded.
+func (m *Metrics) RateLimitRejected(group, rule string) {
+	m.rejects.WithLabelValues(group, rule).Inc()
+}
+
+// ObserveStore records the latency of one store operation. op must come from a fixed set chosen
+// by the caller (e.g. "fhir.read", "fhir.search", "token.revoked"), never from request data;
+// err only selects the result label ("ok" or "error").
+func (m *Metrics) ObserveStore(op string, d time.Duration, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.store.WithLabelValues(op, result).Observe(d.Seconds())
+}
+
+// TimeStore starts timing a store operation; call the returned func with the operation's error:
+//
+//	done := m.TimeStore("fhir.search")
+//	res, err := st.Search(ctx, q)
+//	done(err)
+func (m *Metrics) TimeStore(op string) func(error) {
+	start := time.Now()
+	return func(err error) { m.ObserveStore(op, time.Since(start), err) }
 }
 
 // Registry lets other components register their collectors.

@@ -2,6 +2,10 @@ package tokens
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -40,6 +44,34 @@ type AccessClaims struct {
 	FHIRContext []smart.ContextItem `json:"fhirContext,omitempty"`
 	Roles       []string            `json:"roles,omitempty"`
 	SID         string              `json:"sid,omitempty"`
+	// Cnf binds the token to the client's TLS certificate (RFC 8705 section 3.1); nil for an
+	// unbound bearer token.
+	Cnf *Confirmation `json:"cnf,omitempty"`
+}
+
+// Confirmation is the cnf claim of a certificate-bound access token (RFC 8705 section 3.1).
+type Confirmation struct {
+	// X5tS256 is the base64url (unpadded) SHA-256 of the DER client certificate.
+	X5tS256 string `json:"x5t#S256"`
+}
+
+// CertThumbprint is the RFC 8705 x5t#S256 of a certificate: base64url without padding of the
+// SHA-256 of its DER encoding. It is "" for nil.
+func CertThumbprint(cert *x509.Certificate) string {
+	if cert == nil {
+		return ""
+	}
+	sum := sha256.Sum256(cert.Raw)
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// BindToConnection returns the cnf claim binding a token to the client certificate of a TLS
+// connection (its leaf), or nil when the connection is not TLS or presented no certificate.
+func BindToConnection(state *tls.ConnectionState) *Confirmation {
+	if state == nil || len(state.PeerCertificates) == 0 {
+		return nil
+	}
+	return &Confirmation{X5tS256: CertThumbprint(state.PeerCertificates[0])}
 }
 
 // IDClaims are the claims of an OpenID Connect ID token.
