@@ -56,7 +56,7 @@ type App struct {
 	stop context.CancelFunc
 	// shutdownTracing flushes and stops the trace exporter.
 	shutdownTracing func(context.Context) error
-	wg   sync.WaitGroup
+	wg              sync.WaitGroup
 }
 
 // Options are the collaborators New does not build from the config.

@@ -1,4 +1,3 @@
-
 package tracing
 
 import (
