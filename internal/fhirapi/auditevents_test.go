@@ -234,26 +234,6 @@ func (w *auditWorld) bundle(tok, path string) auditBundle {
 	return b
 }
 
-// subtypes lists the fhirgate action code of each AuditEvent of b.
-func subtypes(t *testing.T, b auditBundle) []string {
-	t.Helper()
-	var out []string
-	for _, e := range b.Entry {
-		var ae struct {
-			Subtype []struct{ System, Code string }
-		}
-		if err := json.Unmarshal(e.Resource, &ae); err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range ae.Subtype {
-			if c.System == audit.SystemAction {
-				out = append(out, c.Code)
-			}
-		}
-	}
-	return out
-}
-
 func TestAuditEventsNeedTheAuditorRole(t *testing.T) {
 	w := newAuditWorld(t)
 	auditor := w.token(auditClaims{scope: "user/AuditEvent.rs", sub: "carol", fhirUser: "Practitioner/aud1", roles: []string{"auditor"}})
