@@ -35,7 +35,7 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 10s)
 .PHONY: bench
 bench: ## Run the benchmarks in bench/ and the packages (BENCH_RESOURCES sets the store size)
 	BENCH_IMPORT_MEMORY=1 $(GO) test -run 'TestImportMemoryIsFlat' -v ./bench/
-	$(GO) test -run '^$$' -bench . -benchmem ./bench/... ./internal/...
+	$(GO) test -timeout 0 -run '^$$' -bench . -benchmem ./bench/... ./internal/...
 
 ##@ Quality
 .PHONY: lint

@@ -148,3 +148,32 @@ func TestDemoServer(t *testing.T) {
 		t.Errorf("POST AuditEvent = %d, want 405", resp.StatusCode)
 	}
 }
+
+// /readyz is served on the public listener: it says what is unavailable, never the internal
+// cause (a Redis address, the engine's settings).
+func TestReadyzDoesNotRevealInternalAddresses(t *testing.T) {
+	ctx := context.Background()
+	cfg := config.Default()
+	cfg.BaseURL = "http://fhirgate.test"
+	cfg.DataDir = t.TempDir()
+	cfg.AdminAddr = ""
+	cfg.Gateway.RateLimit.Enabled = true
+	cfg.Gateway.RateLimit.Engine = "redis"
+	cfg.Gateway.RateLimit.Redis.Addr = "127.0.0.1:1"
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a, err := app.New(ctx, cfg, app.Options{Lookup: func(string) (string, bool) { return "", false }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	rec := httptest.NewRecorder()
+	a.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://fhirgate.test/readyz", nil))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("readyz with Redis down = %d %s, want 503", rec.Code, rec.Body)
+	}
+	if body := rec.Body.String(); strings.Contains(body, "127.0.0.1") || strings.Contains(body, "dial") {
+		t.Errorf("readyz revealed the internal cause: %q", body)
+	}
+}

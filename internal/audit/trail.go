@@ -231,7 +231,7 @@ func Open(ctx context.Context, opts Options) (*Trail, error) {
 	if len(opts.Detectors) > 0 {
 		t.detectQ = make(chan []Entry, opts.SinkQueue)
 		t.detectEnd = make(chan struct{})
-		go t.detect()
+		go t.detect(t.detectQ)
 	}
 	go t.run()
 	return t, nil
@@ -557,9 +557,11 @@ func (t *Trail) checkpoint(ctx context.Context) error {
 }
 
 // detect runs the detectors over committed events and records the alerts they raise.
-func (t *Trail) detect() {
+// detect runs the detectors over what the appender sends on q. q is passed in rather than read
+// from t, because the appender clears t.detectQ when it closes the queue.
+func (t *Trail) detect(q <-chan []Entry) {
 	defer close(t.detectEnd)
-	for entries := range t.detectQ {
+	for entries := range q {
 		for _, e := range entries {
 			if e.Event.Action == ActionAlert {
 				continue

@@ -68,6 +68,10 @@ func (a *API) authenticate(w http.ResponseWriter, r *http.Request) (*http.Reques
 	if err != nil {
 		return r, a.challenge(w, err)
 	}
+	// A certificate-bound token (RFC 8705) is only good on a connection with that certificate.
+	if err := authn.CheckBinding(p, r.TLS); err != nil {
+		return r, a.challenge(w, err)
+	}
 	st.principal = p
 	// Page links are bound to who asked (not to the token, which a refresh replaces).
 	binding := p.Issuer + "\x00" + p.ClientID + "\x00" + p.Subject + "\x00" + p.Patient

@@ -1,10 +1,15 @@
 package fhirapi_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/fhirgate/fhirgate/internal/backend"
+	"github.com/fhirgate/fhirgate/internal/fhir"
 )
 
 // world is two patients with a few resources each, written with a system token.
@@ -22,8 +27,10 @@ const (
 	encTemplate = `{"resourceType":"Encounter","status":"finished","class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"AMB"},"subject":{"reference":"Patient/%s"}}`
 )
 
-func newWorld(t *testing.T) *world {
-	c := newServer(t)
+func newWorld(t *testing.T) *world { return newWorldWith(t, nil) }
+
+func newWorldWith(t *testing.T, wrap func(backend.Backend) backend.Backend) *world {
+	c := newServerWith(t, wrap)
 	w := &world{c: c, admin: c.token}
 	w.p1, _ = c.create("Patient", alice)
 	w.p2, _ = c.create("Patient", strings.Replace(alice, "Liddell", "Other", 1))
@@ -267,5 +274,179 @@ func TestBundleEntriesAreAuthorized(t *testing.T) {
 	}
 	if r := w.c.do("GET", "/Observation/"+w.p2Lab, ""); r.status != 200 {
 		t.Errorf("p2's Observation after the refused transaction = %d", r.status)
+	}
+}
+
+// Conditional create is a search: its criteria are narrowed to the caller's compartment, so a
+// match on another patient's resource can neither be returned nor told apart from no match.
+func TestConditionalCreateCannotFindAnotherPatientsResource(t *testing.T) {
+	w := newWorld(t)
+	p1 := w.as(t, claims{scope: "patient/Observation.cruds", patient: w.p1})
+	own := fmt.Sprintf(obsTemplate, "laboratory", "5-5", w.p1, w.p1Enc)
+	r := p1.do("POST", "/Observation", own, "If-None-Exist", "_id="+w.p2Lab)
+	if r.status != http.StatusCreated {
+		t.Fatalf("If-None-Exist naming another patient's Observation = %d %s, want 201 (no visible match)", r.status, r.body)
+	}
+	if strings.Contains(string(r.body), w.p2Lab) {
+		t.Errorf("conditional create answered with the other patient's Observation: %s", r.body)
+	}
+	// A criterion both patients' labs match finds only the caller's own one.
+	r = p1.do("POST", "/Observation", own, "If-None-Exist", "code=4548-4")
+	if r.status != http.StatusOK || r.json(t)["id"] != w.p1Lab {
+		t.Errorf("If-None-Exist matching both patients' labs = %d %s, want 200 with the caller's lab", r.status, r.body)
+	}
+	// A token that may create but not search cannot use criteria to probe the store.
+	createOnly := w.as(t, claims{scope: "patient/Observation.c", patient: w.p1})
+	if r := createOnly.do("POST", "/Observation", own, "If-None-Exist", "_id="+w.p1Lab); r.status != http.StatusForbidden {
+		t.Errorf("conditional create with a create-only token = %d %s, want 403", r.status, r.body)
+	}
+}
+
+func TestBundleConditionalCreateCannotReturnAnotherPatientsResource(t *testing.T) {
+	w := newWorld(t)
+	p1 := w.as(t, claims{scope: "patient/*.cruds", patient: w.p1})
+	own := fmt.Sprintf(obsTemplate, "laboratory", "5-5", w.p1, w.p1Enc)
+	for _, typ := range []string{"batch", "transaction"} {
+		b := fmt.Sprintf(`{"resourceType":"Bundle","type":%q,"entry":[
+			{"resource":%s,"request":{"method":"POST","url":"Observation","ifNoneExist":"_id=%s"}}]}`, typ, own, w.p2Lab)
+		r := p1.do("POST", "", b)
+		if strings.Contains(string(r.body), w.p2Lab) || strings.Contains(string(r.body), w.p2Enc) {
+			t.Errorf("%s with ifNoneExist naming another patient's Observation leaked it: %d %s", typ, r.status, r.body)
+		}
+		if r.status != http.StatusOK || !strings.Contains(string(r.body), `"201`) {
+			t.Errorf("%s = %d %s, want a created entry (no visible match)", typ, r.status, r.body)
+		}
+	}
+	// Conditional delete matching only another patient's resource deletes nothing.
+	del := fmt.Sprintf(`{"resourceType":"Bundle","type":"transaction","entry":[
+		{"request":{"method":"DELETE","url":"Observation?_id=%s"}}]}`, w.p2Lab)
+	p1.do("POST", "", del)
+	if r := w.c.do("GET", "/Observation/"+w.p2Lab, ""); r.status != 200 {
+		t.Errorf("p2's Observation after a conditional delete by p1 = %d", r.status)
+	}
+}
+
+// racingBackend runs beforeUpdate once, right before the first Update reaches the store: a
+// concurrent writer between the policy's decision and the write.
+type racingBackend struct {
+	backend.Backend
+	once         sync.Once
+	beforeUpdate func()
+}
+
+func (b *racingBackend) Update(ctx context.Context, typ, id string, body []byte, opts backend.UpdateOptions) (*fhir.Resource, bool, error) {
+	b.once.Do(func() {
+		if b.beforeUpdate != nil {
+			b.beforeUpdate()
+		}
+	})
+	return b.Backend.Update(ctx, typ, id, body, opts)
+}
+
+// An update is decided on the stored body it read; when another write moves the resource to
+// another patient before the update is written, the update must not overwrite it.
+func TestUpdateRacingAMoveToAnotherPatientIsRefused(t *testing.T) {
+	var raced *racingBackend
+	w := newWorldWith(t, func(b backend.Backend) backend.Backend {
+		raced = &racingBackend{Backend: b}
+		return raced
+	})
+	withID := strings.Replace(obsTemplate, `{"resourceType":"Observation",`, `{"resourceType":"Observation","id":%q,`, 1)
+	raced.beforeUpdate = func() {
+		moved := fmt.Sprintf(withID, w.p1Lab, "laboratory", "4548-4", w.p2, w.p2Enc)
+		if _, _, err := raced.Backend.Update(context.Background(), "Observation", w.p1Lab, []byte(moved), backend.UpdateOptions{}); err != nil {
+			t.Errorf("concurrent move: %v", err)
+		}
+	}
+	p1 := w.as(t, claims{scope: "patient/Observation.cruds", patient: w.p1})
+	r := p1.do("PUT", "/Observation/"+w.p1Lab, fmt.Sprintf(withID, w.p1Lab, "laboratory", "1-1", w.p1, w.p1Enc))
+	if r.status != http.StatusNotFound {
+		t.Errorf("update after the resource moved to another patient = %d %s, want 404", r.status, r.body)
+	}
+	got := w.c.do("GET", "/Observation/"+w.p1Lab, "")
+	if !strings.Contains(string(got.body), "Patient/"+w.p2) {
+		t.Errorf("the other patient's Observation was overwritten: %s", got.body)
+	}
+}
+
+// Deletes are idempotent for the caller who could see the resource: a second delete is 204, and
+// still 404 for another patient.
+func TestDeleteIsIdempotent(t *testing.T) {
+	w := newWorld(t)
+	p1 := w.as(t, claims{scope: "patient/Observation.cruds", patient: w.p1})
+	for i := range 2 {
+		if r := p1.do("DELETE", "/Observation/"+w.p1Lab, ""); r.status != http.StatusNoContent {
+			t.Errorf("delete #%d of the caller's own Observation = %d %s, want 204", i+1, r.status, r.body)
+		}
+	}
+	if r := w.c.do("DELETE", "/Observation/"+w.p2Lab, ""); r.status != http.StatusNoContent {
+		t.Fatalf("system delete = %d", r.status)
+	}
+	wantOutcome(t, p1.do("DELETE", "/Observation/"+w.p2Lab, ""), http.StatusNotFound, "")
+}
+
+// A resource the caller may not see answers exactly as one that does not exist: same status,
+// same OperationOutcome (the id aside), for read, vread, history and delete.
+func TestRefusalsLookLikeMissingResources(t *testing.T) {
+	w := newWorld(t)
+	if r := w.c.do("DELETE", "/Encounter/"+w.p2Enc, ""); r.status != http.StatusNoContent {
+		t.Fatalf("delete = %d", r.status)
+	}
+	p1 := w.as(t, claims{scope: "patient/*.cruds", patient: w.p1})
+	const missing = "does-not-exist"
+	for _, tt := range []struct{ typ, hidden, suffix, method string }{
+		{"Observation", w.p2Lab, "", "GET"},
+		{"Observation", w.p2Lab, "/_history/1", "GET"},
+		{"Observation", w.p2Lab, "/_history", "GET"},
+		{"Encounter", w.p2Enc, "", "GET"},
+		{"Encounter", w.p2Enc, "/_history/2", "GET"},
+		{"Observation", w.p2Lab, "", "DELETE"},
+	} {
+		hidden := p1.do(tt.method, "/"+tt.typ+"/"+tt.hidden+tt.suffix, "")
+		absent := p1.do(tt.method, "/"+tt.typ+"/"+missing+tt.suffix, "")
+		h := strings.ReplaceAll(string(hidden.body), tt.hidden, "ID")
+		a := strings.ReplaceAll(string(absent.body), missing, "ID")
+		if hidden.status != absent.status || h != a {
+			t.Errorf("%s %s/{id}%s: hidden = %d %s, missing = %d %s", tt.method, tt.typ, tt.suffix, hidden.status, h, absent.status, a)
+		}
+	}
+}
+
+// Reads inside a Bundle answer as the same reads outside: a deleted resource of another
+// patient, or an older version that belonged to another patient, is 404 and never returned.
+func TestBundleReadsOfOtherPatientsVersions(t *testing.T) {
+	w := newWorld(t)
+	withID := strings.Replace(obsTemplate, `{"resourceType":"Observation",`, `{"resourceType":"Observation","id":%q,`, 1)
+	// p2's lab is deleted; another Observation of p2 is later moved to p1.
+	if r := w.c.do("DELETE", "/Observation/"+w.p2Lab, ""); r.status != http.StatusNoContent {
+		t.Fatalf("delete = %d", r.status)
+	}
+	movedID, _ := w.c.create("Observation", fmt.Sprintf(obsTemplate, "laboratory", "7-7", w.p2, w.p2Enc))
+	if r := w.c.do("PUT", "/Observation/"+movedID, fmt.Sprintf(withID, movedID, "laboratory", "7-7", w.p1, w.p1Enc)); r.status != http.StatusOK {
+		t.Fatalf("move = %d %s", r.status, r.body)
+	}
+	p1 := w.as(t, claims{scope: "patient/*.rs", patient: w.p1})
+	// The same reads outside a Bundle.
+	for _, path := range []string{"/Observation/" + w.p2Lab, "/Observation/" + w.p2Lab + "/_history/1", "/Observation/" + movedID + "/_history/1"} {
+		wantOutcome(t, p1.do("GET", path, ""), http.StatusNotFound, "")
+	}
+	batch := fmt.Sprintf(`{"resourceType":"Bundle","type":"batch","entry":[
+		{"request":{"method":"GET","url":"Observation/%s"}},
+		{"request":{"method":"GET","url":"Observation/%s/_history/1"}},
+		{"request":{"method":"GET","url":"Observation/%s/_history/1"}},
+		{"request":{"method":"GET","url":"Observation/%s/_history/2"}}]}`, w.p2Lab, w.p2Lab, movedID, movedID)
+	r := p1.do("POST", "", batch)
+	if r.status != http.StatusOK {
+		t.Fatalf("batch = %d %s", r.status, r.body)
+	}
+	entries := r.json(t)["entry"].([]any)
+	for i, want := range []string{"404", "404", "404", "200"} {
+		got := entries[i].(map[string]any)["response"].(map[string]any)["status"].(string)
+		if !strings.HasPrefix(got, want) {
+			t.Errorf("entry %d status = %q, want %s", i, got, want)
+		}
+	}
+	if strings.Contains(string(r.body), "Patient/"+w.p2) {
+		t.Errorf("the batch returned another patient's data: %s", r.body)
 	}
 }

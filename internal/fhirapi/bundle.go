@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/fhirgate/fhirgate/internal/audit"
+	"github.com/fhirgate/fhirgate/internal/backend"
 	"github.com/fhirgate/fhirgate/internal/fhir"
 	"github.com/fhirgate/fhirgate/internal/fhir/search"
 	"github.com/fhirgate/fhirgate/internal/policy"
@@ -30,8 +32,24 @@ func (a *API) postBundle(w http.ResponseWriter, r *http.Request) error {
 		return fhir.Invalid("resourceType", "POST to the base takes a Bundle, got %s", h.ResourceType)
 	}
 	p := *a.opts.Bundles
+	p.Backend = &entryReads{Backend: p.Backend, a: a, r: r}
 	p.Authorize = func(ctx context.Context, _ int, method, resourceType, id string, body []byte) error {
 		return a.authorizeEntry(r.WithContext(ctx), method, resourceType, id, body)
+	}
+	if parse := p.Parse; parse != nil {
+		// Conditional criteria (ifNoneExist, conditional update, patch and delete, conditional
+		// references) are searches: narrowed like any search, so that they match only what the
+		// caller may see and their outcome tells nothing about other patients' resources.
+		p.Parse = func(typ string, params url.Values) (*search.Query, error) {
+			q, err := parse(typ, params)
+			if err != nil {
+				return nil, err
+			}
+			if _, err := a.authorizeCriteria(r, typ, q); err != nil {
+				return nil, err
+			}
+			return q, nil
+		}
 	}
 	resp, err := p.Process(r.Context(), body)
 	if err != nil {
@@ -81,9 +99,9 @@ func (a *API) authorizeEntry(r *http.Request, method, typ, id string, body []byt
 			return nil
 		}
 		in.Interaction = policy.Read
-		cur, err := a.opts.Backend.Read(r.Context(), typ, id)
-		if err != nil && !errors.Is(err, fhir.ErrNotFound) && !errors.Is(err, fhir.ErrGone) {
-			return err
+		cur, readErr := a.opts.Backend.Read(r.Context(), typ, id)
+		if readErr != nil && !errors.Is(readErr, fhir.ErrNotFound) && !errors.Is(readErr, fhir.ErrGone) {
+			return readErr
 		}
 		if cur != nil {
 			in.Resource = cur.Body
@@ -92,12 +110,26 @@ func (a *API) authorizeEntry(r *http.Request, method, typ, id string, body []byt
 		if err != nil {
 			return err
 		}
-		if cur != nil && cur.Body != nil && !a.visible(r, d, cur) {
+		switch {
+		case errors.Is(readErr, fhir.ErrGone):
+			// 410 only to a caller who could see the resource before its delete, as outside a
+			// Bundle; 404 otherwise.
+			if !a.goneVisible(r, d, cur) {
+				return refused(d, typ, id)
+			}
+		case readErr == nil && !a.visible(r, d, cur):
 			return refused(d, typ, id)
 		}
 		return nil
 	case http.MethodPost:
 		in.Interaction = policy.Create
+		if id != "" {
+			// The processor passes the id of the match of an ifNoneExist, which it then returns
+			// instead of creating: the caller must be allowed to read that resource.
+			if err := a.authorizeExisting(r, typ, id); err != nil {
+				return err
+			}
+		}
 	case http.MethodPut:
 		in.Interaction = policy.Update
 	case http.MethodPatch:
@@ -108,12 +140,79 @@ func (a *API) authorizeEntry(r *http.Request, method, typ, id string, body []byt
 		return fhir.Invalid("", "method %s is not allowed in a Bundle entry", method)
 	}
 	if id != "" && in.Interaction != policy.Create {
-		current, err := a.currentBody(r, typ, id)
+		cur, err := a.current(r, typ, id)
 		if err != nil {
 			return err
 		}
-		in.Current = current
+		if cur != nil {
+			in.Current = cur.Body
+		}
 	}
 	_, err := a.authorize(r, in)
 	return err
+}
+
+// authorizeExisting refuses a Bundle create whose ifNoneExist matched a resource the caller may
+// not read. An id that names nothing stored is a new resource and needs nothing more.
+func (a *API) authorizeExisting(r *http.Request, typ, id string) error {
+	cur, err := a.opts.Backend.Read(r.Context(), typ, id)
+	if errors.Is(err, fhir.ErrNotFound) || errors.Is(err, fhir.ErrGone) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	d, err := a.authorize(r, policy.Input{Interaction: policy.Read, Type: typ, ID: id, Resource: cur.Body})
+	if err != nil {
+		return err
+	}
+	if !a.visible(r, d, cur) {
+		return refused(d, typ, id)
+	}
+	return nil
+}
+
+// entryReads is the backend a Bundle runs on: its vreads are checked as a vread outside a Bundle
+// is, because the entry's Authorize sees the id but not the version read (an older version may
+// belong to another patient). A version the caller may not see, and the delete of a resource
+// whose last version it may not see, answer 404. Reads of the current version are checked by
+// authorizeEntry; the processor's own reads for writes are not checked again here, so that a
+// write needs no read permission.
+type entryReads struct {
+	backend.Backend
+	a *API
+	r *http.Request
+}
+
+func (e *entryReads) VRead(ctx context.Context, typ, id string, version int64) (*fhir.Resource, error) {
+	res, err := e.Backend.VRead(ctx, typ, id, version)
+	return e.check(ctx, typ, id, res, err)
+}
+
+func (e *entryReads) InTx(ctx context.Context, fn func(tx backend.Backend) error) error {
+	return e.Backend.InTx(ctx, func(tx backend.Backend) error {
+		return fn(&entryReads{Backend: tx, a: e.a, r: e.r})
+	})
+}
+
+func (e *entryReads) check(ctx context.Context, typ, id string, res *fhir.Resource, err error) (*fhir.Resource, error) {
+	gone := errors.Is(err, fhir.ErrGone)
+	if (err != nil && !gone) || res == nil {
+		return res, err
+	}
+	r := e.r.WithContext(ctx)
+	d, derr := e.a.authorize(r, policy.Input{Interaction: policy.VRead, Type: typ, ID: id})
+	if derr != nil {
+		return nil, derr
+	}
+	if gone {
+		if !e.a.goneVisible(r, d, res) {
+			return nil, refused(d, typ, id)
+		}
+		return res, err
+	}
+	if !e.a.visible(r, d, res) {
+		return nil, refused(d, typ, id)
+	}
+	return res, nil
 }

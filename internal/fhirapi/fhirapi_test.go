@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fhirgate/fhirgate/internal/backend"
 	"github.com/fhirgate/fhirgate/internal/bundle"
 	"github.com/fhirgate/fhirgate/internal/fhir"
 	"github.com/fhirgate/fhirgate/internal/fhir/search"
@@ -43,7 +44,10 @@ func (r response) json(t *testing.T) map[string]any {
 	return m
 }
 
-func newServer(t *testing.T) *client {
+func newServer(t *testing.T) *client { return newServerWith(t, nil) }
+
+// newServerWith serves the API over the store, wrapped by wrap when it is not nil.
+func newServerWith(t *testing.T, wrap func(backend.Backend) backend.Backend) *client {
 	t.Helper()
 	reg, err := search.DefaultRegistry()
 	if err != nil {
@@ -61,8 +65,12 @@ func newServer(t *testing.T) *client {
 	srv := httptest.NewUnstartedServer(nil)
 	base := "http://" + srv.Listener.Addr().String() + "/fhir"
 	m := newMinter(t, base)
+	var b backend.Backend = store
+	if wrap != nil {
+		b = wrap(store)
+	}
 	api, err := fhirapi.New(fhirapi.Options{
-		Backend: store, Registry: reg, Validator: v, BaseURL: base, DefaultCount: 10, MaxCount: 100,
+		Backend: b, Registry: reg, Validator: v, BaseURL: base, DefaultCount: 10, MaxCount: 100,
 		Authenticator: m.verifier(t), Policy: newPolicy(t, reg, base),
 		Bundles: &bundle.Processor{Backend: store, Validator: v, BaseURL: base, Parse: bundle.SearchParser(reg, base, 100)},
 	})
@@ -442,4 +450,12 @@ func TestBatchSearch(t *testing.T) {
 	if r.status != 200 || !strings.Contains(string(r.body), `"status":"200`) || !strings.Contains(string(r.body), "Liddell") {
 		t.Errorf("batch search = %d %s", r.status, r.body)
 	}
+}
+
+// A POST _search form over the body limit is 413, as any other body over it.
+func TestPostSearchOverTheBodyLimit(t *testing.T) {
+	c := newServer(t)
+	form := "name=" + strings.Repeat("a", 17<<20)
+	r := c.do("POST", "/Patient/_search", form, "Content-Type", "application/x-www-form-urlencoded")
+	wantOutcome(t, r, http.StatusRequestEntityTooLarge, "")
 }

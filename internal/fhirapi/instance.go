@@ -113,11 +113,8 @@ func (a *API) vread(w http.ResponseWriter, r *http.Request) error {
 // could see the version before the delete. Otherwise the answer is 404, as for any resource it may
 // not see.
 func (a *API) goneVisible(r *http.Request, d policy.Decision, deleted *fhir.Resource) bool {
-	if deleted == nil || deleted.VersionID < 2 {
-		return false
-	}
-	prev, err := a.opts.Backend.VRead(r.Context(), deleted.Type, deleted.ID, deleted.VersionID-1)
-	return err == nil && a.visible(r, d, prev)
+	body, err := a.bodyBeforeDelete(r, deleted)
+	return err == nil && body != nil && a.visible(r, d, &fhir.Resource{Type: deleted.Type, ID: deleted.ID, Body: body})
 }
 
 // goneWithHeaders adds the version headers of a deleted resource to its 410.
@@ -181,9 +178,16 @@ func (a *API) create(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	opts := backend.CreateOptions{}
+	var match policy.Decision
 	if ine := r.Header.Get("If-None-Exist"); ine != "" {
 		q, err := a.parseCriteria(typ, ine)
 		if err != nil {
+			return err
+		}
+		// The match is a search: decided and narrowed as one, so that it can only find what the
+		// caller may see (otherwise 200, 412 or a refusal would tell that another patient's
+		// resource matches, and a create-only token could read it back).
+		if match, err = a.authorizeCriteria(r, typ, q); err != nil {
 			return err
 		}
 		opts.IfNoneExist = q
@@ -192,15 +196,16 @@ func (a *API) create(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	touched(r, res)
 	status := http.StatusCreated
 	if !created {
-		// An existing match of If-None-Exist is returned only to a caller who may see it.
-		if !a.visible(r, d, res) {
+		// Defence in depth: the narrowed criteria should never match a resource the caller
+		// may not see.
+		if !a.visible(r, d, res) || !a.visible(r, match, res) {
 			return fhir.Errorf(http.StatusForbidden, "forbidden", "the access token does not allow this request")
 		}
 		status = http.StatusOK
 	}
+	touched(r, res)
 	a.writeWriteResult(w, r, status, res)
 	return nil
 }
@@ -223,24 +228,45 @@ func (a *API) update(w http.ResponseWriter, r *http.Request) error {
 	if err := a.checkWrite(typ, id, body); err != nil {
 		return err
 	}
-	current, err := a.currentBody(r, typ, id)
-	if err != nil {
-		return err
-	}
-	if _, err := a.authorize(r, policy.Input{Interaction: policy.Update, Type: typ, ID: id, Resource: body, Current: current}); err != nil {
-		return err
-	}
-	opts := backend.UpdateOptions{}
+	var clientMatch int64
 	if im := r.Header.Get("If-Match"); im != "" {
 		v, ok := parseETag(im)
 		if !ok {
 			return fhir.Invalid("", "If-Match %q is not a version ETag such as W/\"3\"", im)
 		}
-		opts.IfMatch = v
+		clientMatch = v
 	}
-	res, created, err := a.opts.Backend.Update(r.Context(), typ, id, body, opts)
-	if err != nil {
-		return err
+	// The policy decides on the stored body read here; the write is made conditional on that
+	// version, so that a concurrent write (which may have moved the resource to another
+	// patient) cannot slip in between the decision and the write. Losing that race reads and
+	// decides again.
+	var (
+		res     *fhir.Resource
+		created bool
+	)
+	for attempt := 1; ; attempt++ {
+		cur, err := a.current(r, typ, id)
+		if err != nil {
+			return err
+		}
+		in := policy.Input{Interaction: policy.Update, Type: typ, ID: id, Resource: body}
+		opts := backend.UpdateOptions{IfMatch: clientMatch}
+		if cur != nil {
+			in.Current = cur.Body
+			if opts.IfMatch == 0 {
+				opts.IfMatch = cur.VersionID
+			}
+		}
+		if _, err := a.authorize(r, in); err != nil {
+			return err
+		}
+		res, created, err = a.opts.Backend.Update(r.Context(), typ, id, body, opts)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fhir.ErrVersionConflict) || clientMatch != 0 || attempt == maxDecideAttempts {
+			return err
+		}
 	}
 	touched(r, res)
 	status := http.StatusOK
@@ -262,8 +288,18 @@ func (a *API) delete(w http.ResponseWriter, r *http.Request) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
-	current, err := a.currentBody(r, typ, id)
-	if err != nil {
+	// Deletes are idempotent: deleting a deleted resource again is decided on its last body, so
+	// that a caller who could see it before the delete gets 204 again.
+	var current []byte
+	cur, err := a.opts.Backend.Read(r.Context(), typ, id)
+	switch {
+	case err == nil:
+		current = cur.Body
+	case errors.Is(err, fhir.ErrGone):
+		if current, err = a.bodyBeforeDelete(r, cur); err != nil {
+			return err
+		}
+	case !errors.Is(err, fhir.ErrNotFound):
 		return err
 	}
 	if _, err := a.authorize(r, policy.Input{Interaction: policy.Delete, Type: typ, ID: id, Current: current}); err != nil {
@@ -281,13 +317,32 @@ func (a *API) delete(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// currentBody is the stored body an update or delete replaces, nil when there is none; the policy
+// maxDecideAttempts bounds how often an update reads, decides and writes again when a concurrent
+// write changed the resource in between.
+const maxDecideAttempts = 3
+
+// current is the stored version an update or delete replaces, nil when there is none; the policy
 // checks that the caller may touch it.
-func (a *API) currentBody(r *http.Request, typ, id string) ([]byte, error) {
+func (a *API) current(r *http.Request, typ, id string) (*fhir.Resource, error) {
 	cur, err := a.opts.Backend.Read(r.Context(), typ, id)
 	switch {
 	case err == nil:
-		return cur.Body, nil
+		return cur, nil
+	case errors.Is(err, fhir.ErrNotFound), errors.Is(err, fhir.ErrGone):
+		return nil, nil
+	}
+	return nil, err
+}
+
+// bodyBeforeDelete is the last body of a deleted resource (nil when there is none).
+func (a *API) bodyBeforeDelete(r *http.Request, deleted *fhir.Resource) ([]byte, error) {
+	if deleted == nil || deleted.VersionID < 2 {
+		return nil, nil
+	}
+	prev, err := a.opts.Backend.VRead(r.Context(), deleted.Type, deleted.ID, deleted.VersionID-1)
+	switch {
+	case err == nil:
+		return prev.Body, nil
 	case errors.Is(err, fhir.ErrNotFound), errors.Is(err, fhir.ErrGone):
 		return nil, nil
 	}

@@ -1,6 +1,7 @@
 package fhirapi
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -36,6 +37,9 @@ func (a *API) searchTypePost(w http.ResponseWriter, r *http.Request) error {
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, a.opts.MaxBodyBytes)
 	if err := r.ParseForm(); err != nil {
+		if tooBig := (*http.MaxBytesError)(nil); errors.As(err, &tooBig) {
+			return fhir.Errorf(http.StatusRequestEntityTooLarge, "too-costly", "the request body is larger than %d bytes", a.opts.MaxBodyBytes)
+		}
 		return fhir.Invalid("", "the search form could not be read: %v", err)
 	}
 	if a.servesAuditTrail(typ) {

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"sync"
 )
@@ -17,8 +18,13 @@ import (
 // Writes in a group run one after another in queue order, exactly as if each had its own
 // transaction; a write sees the effects of the writes before it.
 type groupCommitter struct {
-	db       *sql.DB
-	queue    chan *groupWrite
+	db    *sql.DB
+	queue chan *groupWrite
+	// mu orders queueing against close: run queues under the read lock and only while closed is
+	// false, so once close holds the write lock nothing new can enter the queue, and the loop's
+	// final drain answers every write that did.
+	mu       sync.RWMutex
+	closed   bool
 	stop     chan struct{}
 	done     sync.WaitGroup
 	maxGroup int
@@ -45,17 +51,33 @@ func newGroupCommitter(db *sql.DB) *groupCommitter {
 // fn ran, run waits for the commit so that the caller learns whether it is durable.
 func (g *groupCommitter) run(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	w := &groupWrite{ctx: ctx, fn: fn, result: make(chan error, 1)}
+	g.mu.RLock()
+	if g.closed {
+		g.mu.RUnlock()
+		return errStoreClosed
+	}
+	// The loop keeps taking from the queue until close holds the lock, so this send ends.
 	select {
 	case g.queue <- w:
 	case <-ctx.Done():
+		g.mu.RUnlock()
 		return ctx.Err()
-	case <-g.stop:
-		return fmt.Errorf("sqlstore: the store is closed")
 	}
+	g.mu.RUnlock()
 	return <-w.result
 }
 
+var errStoreClosed = errors.New("sqlstore: the store is closed")
+
+// close stops the loop after answering every queued write; it may be called more than once.
 func (g *groupCommitter) close() {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return
+	}
+	g.closed = true
+	g.mu.Unlock()
 	close(g.stop)
 	g.done.Wait()
 }
@@ -71,7 +93,7 @@ func (g *groupCommitter) loop() {
 			for {
 				select {
 				case w := <-g.queue:
-					w.result <- fmt.Errorf("sqlstore: the store is closed")
+					w.result <- errStoreClosed
 				default:
 					return
 				}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/fhirgate/fhirgate/internal/backend"
 	"github.com/fhirgate/fhirgate/internal/fhir"
@@ -68,5 +69,67 @@ func TestGroupCommitCancelledBeforeStart(t *testing.T) {
 	h, _ := s.History(context.Background(), backend.HistoryQuery{})
 	if len(h.Entries) != 0 {
 		t.Errorf("a cancelled write left %d history entries", len(h.Entries))
+	}
+}
+
+// A write that races with Close, or comes after it, is answered with an error; it never waits
+// forever for a committer that has stopped.
+func TestWriteAfterCloseDoesNotHang(t *testing.T) {
+	s := openSQLite(t)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() {
+		for range 32 {
+			if _, _, err := s.Create(context.Background(), "Patient", []byte(`{"resourceType":"Patient"}`), backend.CreateOptions{}); err == nil {
+				done <- errors.New("a create after Close succeeded")
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a write after Close hangs")
+	}
+}
+
+// A nested InTx whose fn fails is rolled back, even when the enclosing transaction commits.
+func TestNestedInTxRollsBackAlone(t *testing.T) {
+	s := openSQLite(t)
+	ctx := context.Background()
+	var inner, outer string
+	boom := errors.New("boom")
+	err := s.InTx(ctx, func(tx backend.Backend) error {
+		if err := tx.InTx(ctx, func(tx backend.Backend) error {
+			res, _, err := tx.Create(ctx, "Patient", []byte(`{"resourceType":"Patient","gender":"male"}`), backend.CreateOptions{})
+			if err != nil {
+				return err
+			}
+			inner = res.ID
+			return boom
+		}); !errors.Is(err, boom) {
+			return fmt.Errorf("nested InTx = %w, want boom", err)
+		}
+		res, _, err := tx.Create(ctx, "Patient", []byte(`{"resourceType":"Patient","gender":"female"}`), backend.CreateOptions{})
+		if err != nil {
+			return err
+		}
+		outer = res.ID
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Read(ctx, "Patient", inner); !errors.Is(err, fhir.ErrNotFound) {
+		t.Errorf("the failed nested write is stored: Read = %v", err)
+	}
+	if _, err := s.Read(ctx, "Patient", outer); err != nil {
+		t.Errorf("the enclosing write is lost: %v", err)
 	}
 }

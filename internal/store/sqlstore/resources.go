@@ -374,8 +374,11 @@ func (t *txBackend) Search(ctx context.Context, q *search.Query) (*search.Result
 	return t.s.search(ctx, t.tx, q)
 }
 
-// InTx nests: the work joins the open transaction.
-func (t *txBackend) InTx(_ context.Context, fn func(tx backend.Backend) error) error { return fn(t) }
+// InTx nests: the work joins the open transaction, in a savepoint, so that a nested fn that
+// fails is rolled back alone (as InTx promises) while the enclosing work goes on.
+func (t *txBackend) InTx(ctx context.Context, fn func(tx backend.Backend) error) error {
+	return runInSavepoint(ctx, t.tx, func(*sql.Tx) error { return fn(t) })
+}
 
 // newID returns a random resource id: 32 hex digits (128 bits), a valid FHIR id.
 func newID() string {
