@@ -13,9 +13,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/fhirgate/fhirgate/internal/app"
 	"github.com/fhirgate/fhirgate/internal/audit"
-	"github.com/fhirgate/fhirgate/internal/fhir/search"
 	"github.com/fhirgate/fhirgate/internal/store/sqlstore"
 )
 
@@ -48,16 +46,7 @@ func runAudit(ctx context.Context, e env) error {
 	if err := parseFlags(fs, e.args); err != nil {
 		return err
 	}
-	cfg, err := cf.load(e, fs)
-	if err != nil {
-		return err
-	}
-	log := app.NewLogger(cfg.Log, e.stderr)
-	reg, err := search.DefaultRegistry()
-	if err != nil {
-		return err
-	}
-	store, err := app.OpenStore(ctx, &cfg, reg, log)
+	_, store, _, err := cf.openStore(ctx, e, fs)
 	if err != nil {
 		return err
 	}

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 
+	"github.com/fhirgate/fhirgate/internal/app"
 	"github.com/fhirgate/fhirgate/internal/config"
+	"github.com/fhirgate/fhirgate/internal/store/sqlstore"
 )
 
 // configFlags are the flags every subcommand that touches data shares, so that each works on the
@@ -75,4 +79,16 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
 	return nil
+}
+
+// openStore loads the configuration and opens its store, as serve does, for the subcommands that
+// work on the data.
+func (c *configFlags) openStore(ctx context.Context, e env, fs *flag.FlagSet) (config.Config, *sqlstore.Store, *slog.Logger, error) {
+	cfg, err := c.load(e, fs)
+	if err != nil {
+		return cfg, nil, nil, err
+	}
+	log := app.NewLogger(cfg.Log, e.stderr)
+	store, err := app.OpenStore(ctx, &cfg, nil, log)
+	return cfg, store, log, err
 }

@@ -10,9 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fhirgate/fhirgate/internal/app"
 	"github.com/fhirgate/fhirgate/internal/bundle"
-	"github.com/fhirgate/fhirgate/internal/fhir/search"
 	"github.com/fhirgate/fhirgate/internal/fhir/validate"
 	"github.com/fhirgate/fhirgate/internal/importer"
 )
@@ -50,16 +48,7 @@ func runImport(ctx context.Context, e env) error {
 		fs.Usage()
 		return fmt.Errorf("%w: import needs at least one PATH", errUsage)
 	}
-	cfg, err := cf.load(e, fs)
-	if err != nil {
-		return err
-	}
-	log := app.NewLogger(cfg.Log, e.stderr)
-	reg, err := search.DefaultRegistry()
-	if err != nil {
-		return err
-	}
-	store, err := app.OpenStore(ctx, &cfg, reg, log)
+	cfg, store, log, err := cf.openStore(ctx, e, fs)
 	if err != nil {
 		return err
 	}
@@ -71,7 +60,7 @@ func runImport(ctx context.Context, e env) error {
 	im, err := importer.New(importer.Options{
 		Backend:   store,
 		Validator: validator,
-		Parse:     bundle.SearchParser(reg, cfg.FHIRBase(), cfg.FHIR.MaxCount),
+		Parse:     bundle.SearchParser(store.Registry(), cfg.FHIRBase(), cfg.FHIR.MaxCount),
 		BaseURL:   cfg.FHIRBase(),
 		ChunkSize: *chunk,
 		Workers:   *workers,

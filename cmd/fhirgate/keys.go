@@ -13,7 +13,6 @@ import (
 	"github.com/fhirgate/fhirgate/internal/app"
 	"github.com/fhirgate/fhirgate/internal/authserver"
 	"github.com/fhirgate/fhirgate/internal/config"
-	"github.com/fhirgate/fhirgate/internal/fhir/search"
 	"github.com/fhirgate/fhirgate/internal/keys"
 	"github.com/fhirgate/fhirgate/internal/store/sqlstore"
 )
@@ -35,11 +34,7 @@ func (a *authEnv) Close() error { return a.store.Close() }
 // serve does, so that CLI changes land in the same database.
 func openAuth(ctx context.Context, e env, cfg config.Config) (*authEnv, error) {
 	log := app.NewLogger(cfg.Log, e.stderr)
-	reg, err := search.DefaultRegistry()
-	if err != nil {
-		return nil, err
-	}
-	store, err := app.OpenStore(ctx, &cfg, reg, log)
+	store, err := app.OpenStore(ctx, &cfg, nil, log)
 	if err != nil {
 		return nil, err
 	}

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/fhirgate/fhirgate/internal/app"
 	"github.com/fhirgate/fhirgate/internal/demo"
-	"github.com/fhirgate/fhirgate/internal/fhir/search"
 )
 
 func init() {
@@ -45,16 +43,7 @@ func runSeed(ctx context.Context, e env) error {
 		}
 		now = t
 	}
-	cfg, err := cf.load(e, fs)
-	if err != nil {
-		return err
-	}
-	log := app.NewLogger(cfg.Log, e.stderr)
-	reg, err := search.DefaultRegistry()
-	if err != nil {
-		return err
-	}
-	store, err := app.OpenStore(ctx, &cfg, reg, log)
+	_, store, _, err := cf.openStore(ctx, e, fs)
 	if err != nil {
 		return err
 	}

@@ -428,3 +428,6 @@ func (s *Store) runTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error
 	}
 	return nil
 }
+
+// Registry is the search parameter registry the store indexes with; parse searches with it.
+func (s *Store) Registry() *search.Registry { return s.registry }
