@@ -119,7 +119,7 @@ func (a *App) build(ctx context.Context) error {
 	a.auth, err = authserver.New(ctx, authserver.Config{
 		Issuer: a.cfg.Issuer(), FHIRBase: a.cfg.FHIRBase(), Store: a.store, Keys: kms,
 		Patients: patientLister{a.store, a.registry}, Auth: a.cfg.Auth,
-		InitialAccessToken: initialAccessToken, Logger: a.log, Audit: a.audit,
+		InitialAccessToken: initialAccessToken, Logger: a.log, Audit: a.audit, TokenIssued: a.metrics.TokenIssued,
 	})
 	if err != nil {
 		return err

@@ -62,6 +62,8 @@ type Config struct {
 	InitialAccessToken string
 	// HTTPClient fetches client JWKS URLs; a client with a 10 s timeout when nil.
 	HTTPClient *http.Client
+	// TokenIssued, when set, is told of every token response by grant type (metrics).
+	TokenIssued func(grant string)
 	// PasswordParams are the argon2id costs; password.Default when zero.
 	PasswordParams password.Params
 	// Audit receives the security events (login, logout, consent, token issue, refresh,

@@ -141,6 +141,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		oauth.WriteError(w, r, &oauth.Error{Code: oauth.TemporarilyUnavailable, Description: "Try again later.", Status: http.StatusServiceUnavailable})
 		return
 	}
+	if s.cfg.TokenIssued != nil {
+		s.cfg.TokenIssued(grant)
+	}
 	resp.SetExpiresIn(ttl)
 	if sess.Patient != "" {
 		resp.SetExtra("patient", sess.Patient)
