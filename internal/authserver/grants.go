@@ -51,34 +51,12 @@ func (s *Server) grantsPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) grantsLogin(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-	browser := mustCookie(r, cookieBrowser)
-	if browser == "" || subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(s.mac("grants-login", browser))) != 1 {
-		s.errorPage(w, http.StatusForbidden, "Forbidden", "The form has expired. Reload the page.")
-		return
-	}
-	username, pw, ip := r.PostFormValue("username"), r.PostFormValue("password"), clientIP(r)
-	if !s.throttle.reserve(username, ip) {
-		s.recordOrLog(r, loginEvent(loginGrants, "", username, nil, http.StatusTooManyRequests, audit.OutcomeDenied, reasonThrottled))
-		w.Header().Set("Retry-After", "900")
-		s.pages.Render(w, http.StatusTooManyRequests, "grants", web.GrantsData{CSRF: s.mac("grants-login", browser), Error: "Too many failed attempts. Try again later."})
-		return
-	}
-	u, err := s.users.Authenticate(ctx, username, pw)
-	if err != nil {
-		s.recordLoginFailure(r, loginGrants, "", username, err)
-		s.pages.Render(w, http.StatusUnauthorized, "grants", web.GrantsData{CSRF: s.mac("grants-login", browser), Error: "Wrong username or password."})
-		return
-	}
-	s.throttle.succeed(username, ip)
-	if _, _, _, err := s.startSession(w, r, u.Username); err != nil {
-		s.recordOrLog(r, loginEvent(loginGrants, "", username, u, http.StatusInternalServerError, audit.OutcomeError, reasonSessionError))
-		s.errorPage(w, http.StatusInternalServerError, "Error", "The session could not be started.")
-		return
-	}
-	s.recordOrLog(r, loginEvent(loginGrants, "", username, u, http.StatusSeeOther, audit.OutcomeSuccess))
-	http.Redirect(w, r, PathGrants, http.StatusSeeOther)
+	s.pageLogin(w, r, pageLogin{
+		where: loginGrants, purpose: "grants-login", expired: "The form has expired. Reload the page.", next: PathGrants,
+		render: func(status int, csrf, msg string) {
+			s.pages.Render(w, status, "grants", web.GrantsData{CSRF: csrf, Error: msg})
+		},
+	})
 }
 
 func (s *Server) grantsRevoke(w http.ResponseWriter, r *http.Request) {

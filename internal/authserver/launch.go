@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"slices"
 
-	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/smart"
 	"github.com/fhirgate/fhirgate/internal/store/sqlstore"
 	"github.com/fhirgate/fhirgate/internal/web"
@@ -139,35 +138,12 @@ func (s *Server) ehrPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) ehrLogin(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-	browser := mustCookie(r, cookieBrowser)
-	if browser == "" || subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(s.mac("ehr-login", browser))) != 1 {
-		s.errorPage(w, http.StatusForbidden, "Forbidden", "The form has expired. Reload the launcher.")
-		return
-	}
-	username, pw := r.PostFormValue("username"), r.PostFormValue("password")
-	ip := clientIP(r)
-	if !s.throttle.reserve(username, ip) {
-		s.recordOrLog(r, loginEvent(loginEHR, "", username, nil, http.StatusTooManyRequests, audit.OutcomeDenied, reasonThrottled))
-		w.Header().Set("Retry-After", "900")
-		s.pages.Render(w, http.StatusTooManyRequests, "ehr", web.EHRData{CSRF: s.mac("ehr-login", browser), Error: "Too many failed attempts. Try again later."})
-		return
-	}
-	u, err := s.users.Authenticate(ctx, username, pw)
-	if err != nil {
-		s.recordLoginFailure(r, loginEHR, "", username, err)
-		s.pages.Render(w, http.StatusUnauthorized, "ehr", web.EHRData{CSRF: s.mac("ehr-login", browser), Error: "Wrong username or password."})
-		return
-	}
-	s.throttle.succeed(username, ip)
-	if _, _, _, err := s.startSession(w, r, u.Username); err != nil {
-		s.recordOrLog(r, loginEvent(loginEHR, "", username, u, http.StatusInternalServerError, audit.OutcomeError, reasonSessionError))
-		s.errorPage(w, http.StatusInternalServerError, "Error", "The session could not be started.")
-		return
-	}
-	s.recordOrLog(r, loginEvent(loginEHR, "", username, u, http.StatusSeeOther, audit.OutcomeSuccess))
-	http.Redirect(w, r, PathEHR, http.StatusSeeOther)
+	s.pageLogin(w, r, pageLogin{
+		where: loginEHR, purpose: "ehr-login", expired: "The form has expired. Reload the launcher.", next: PathEHR,
+		render: func(status int, csrf, msg string) {
+			s.pages.Render(w, status, "ehr", web.EHRData{CSRF: csrf, Error: msg})
+		},
+	})
 }
 
 func (s *Server) ehrLaunch(w http.ResponseWriter, r *http.Request) {
