@@ -120,6 +120,7 @@ func (a *App) build(ctx context.Context) error {
 		Issuer: a.cfg.Issuer(), FHIRBase: a.cfg.FHIRBase(), Store: a.store, Keys: kms,
 		Patients: patientLister{a.store, a.registry}, Auth: a.cfg.Auth,
 		InitialAccessToken: initialAccessToken, Logger: a.log, Audit: a.audit, TokenIssued: a.metrics.TokenIssued,
+		MutualTLS: a.cfg.Gateway.TLS.Enabled() && a.cfg.Gateway.TLS.ClientAuth != "" && a.cfg.Gateway.TLS.ClientAuth != "none",
 	})
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package authserver
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
@@ -13,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -113,8 +115,33 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form u
 			return nil, invalidClient("Client authentication failed.")
 		}
 		return c, nil
+	case oauth.AuthTLSClient:
+		if form.Get("client_secret") != "" {
+			return nil, invalidClient("This client authenticates with its TLS certificate and has no secret.")
+		}
+		if !certificateMatches(r.TLS, c.Metadata) {
+			return nil, invalidClient("Client authentication failed: present the client's TLS certificate.")
+		}
+		return c, nil
 	}
 	return nil, invalidClient("This client must authenticate with " + c.Metadata.TokenEndpointAuthMethod + ".")
+}
+
+// certificateMatches is RFC 8705 section 2.1 PKI client authentication: the connection's
+// certificate chained to a CA the listener trusts (the TLS handshake verified it) and carries the
+// registered subject DN or DNS subjectAltName. The DN is compared as Go prints it (RFC 4514).
+func certificateMatches(state *tls.ConnectionState, m ClientMetadata) bool {
+	if state == nil || len(state.VerifiedChains) == 0 || len(state.PeerCertificates) == 0 {
+		return false
+	}
+	leaf := state.PeerCertificates[0]
+	switch {
+	case m.TLSClientAuthSubjectDN != "":
+		return leaf.Subject.String() == m.TLSClientAuthSubjectDN
+	case m.TLSClientAuthSANDNS != "":
+		return slices.Contains(leaf.DNSNames, m.TLSClientAuthSANDNS)
+	}
+	return false
 }
 
 func (s *Server) lookupClient(ctx context.Context, id string) (*Client, error) {

@@ -46,6 +46,13 @@ type ClientMetadata struct {
 	// LaunchURL is the app's SMART launch URL, used by the EHR launcher.
 	LaunchURL        string `json:"launch_url,omitempty"`
 	ClientIDIssuedAt int64  `json:"client_id_issued_at,omitempty"`
+	// RFC 8705 section 2.1.2: the certificate a tls_client_auth client authenticates with is
+	// identified by exactly one of its subject DN and a DNS subjectAltName.
+	TLSClientAuthSubjectDN string `json:"tls_client_auth_subject_dn,omitempty"`
+	TLSClientAuthSANDNS    string `json:"tls_client_auth_san_dns,omitempty"`
+	// CertificateBoundAccessTokens (RFC 8705 section 3.4) binds the client's tokens to the
+	// certificate it presents at the token endpoint; the token endpoint then requires one.
+	CertificateBoundAccessTokens bool `json:"tls_client_certificate_bound_access_tokens,omitempty"`
 }
 
 // Client is a registered client as fosite sees it.
@@ -211,6 +218,8 @@ func MetadataFromConfig(c config.Client) (ClientMetadata, string, error) {
 		ClientID: c.ClientID, ClientName: c.ClientName, RedirectURIs: c.RedirectURIs,
 		TokenEndpointAuthMethod: c.TokenEndpointAuthMethod, GrantTypes: c.GrantTypes, Scope: c.Scope,
 		JWKSURI: c.JWKSURI, LaunchURL: c.LaunchURL,
+		TLSClientAuthSubjectDN: c.TLSClientAuthSubjectDN, TLSClientAuthSANDNS: c.TLSClientAuthSANDNS,
+		CertificateBoundAccessTokens: c.CertificateBoundAccessTokens,
 	}
 	if c.JWKS != nil {
 		data, err := json.Marshal(normalizeYAML(c.JWKS))
@@ -311,8 +320,18 @@ func ValidateMetadata(m ClientMetadata, secret string) error {
 				return metaErr(oauth.InvalidClientMetadata, "jwks_uri: %v", err)
 			}
 		}
+	case oauth.AuthTLSClient:
+		if secret != "" {
+			return metaErr(oauth.InvalidClientMetadata, "tls_client_auth clients have no secret")
+		}
+		if (m.TLSClientAuthSubjectDN == "") == (m.TLSClientAuthSANDNS == "") {
+			return metaErr(oauth.InvalidClientMetadata, "tls_client_auth needs exactly one of tls_client_auth_subject_dn and tls_client_auth_san_dns")
+		}
 	default:
-		return metaErr(oauth.InvalidClientMetadata, "token_endpoint_auth_method must be none, client_secret_basic, client_secret_post or private_key_jwt")
+		return metaErr(oauth.InvalidClientMetadata, "token_endpoint_auth_method must be none, client_secret_basic, client_secret_post, private_key_jwt or tls_client_auth")
+	}
+	if m.TokenEndpointAuthMethod != oauth.AuthTLSClient && (m.TLSClientAuthSubjectDN != "" || m.TLSClientAuthSANDNS != "") {
+		return metaErr(oauth.InvalidClientMetadata, "tls_client_auth_subject_dn and tls_client_auth_san_dns belong to tls_client_auth clients")
 	}
 	for _, g := range m.GrantTypes {
 		switch g {

@@ -3,6 +3,9 @@ package authserver
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
+
+	"github.com/fhirgate/fhirgate/internal/oauth"
 )
 
 // capabilities advertised in smart-configuration (SMART-CONFORMANCE 1.3, 1.4): the union ONC
@@ -40,7 +43,7 @@ func (s *Server) SMARTConfiguration() map[string]any {
 		"grant_types_supported":                            []string{"authorization_code", "refresh_token", "client_credentials"},
 		"response_types_supported":                         []string{"code"},
 		"code_challenge_methods_supported":                 []string{"S256"},
-		"token_endpoint_auth_methods_supported":            []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},
+		"token_endpoint_auth_methods_supported":            authMethodsSupported,
 		"token_endpoint_auth_signing_alg_values_supported": []string{"RS384", "ES384"},
 		"scopes_supported":                                 s.scopesSupported(),
 		"capabilities":                                     capabilities,
@@ -48,6 +51,7 @@ func (s *Server) SMARTConfiguration() map[string]any {
 	if s.auth.Registration.Enabled {
 		doc["registration_endpoint"] = s.issuer + PathRegister
 	}
+	s.addMutualTLS(doc)
 	return doc
 }
 
@@ -66,7 +70,7 @@ func (s *Server) OpenIDConfiguration() map[string]any {
 		"grant_types_supported":                            []string{"authorization_code", "refresh_token", "client_credentials"},
 		"subject_types_supported":                          []string{"public"},
 		"id_token_signing_alg_values_supported":            []string{"RS256"},
-		"token_endpoint_auth_methods_supported":            []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},
+		"token_endpoint_auth_methods_supported":            authMethodsSupported,
 		"token_endpoint_auth_signing_alg_values_supported": []string{"RS384", "ES384"},
 		"code_challenge_methods_supported":                 []string{"S256"},
 		"scopes_supported":                                 s.scopesSupported(),
@@ -77,6 +81,7 @@ func (s *Server) OpenIDConfiguration() map[string]any {
 	if s.auth.Registration.Enabled {
 		doc["registration_endpoint"] = s.issuer + PathRegister
 	}
+	s.addMutualTLS(doc)
 	return doc
 }
 
@@ -147,4 +152,18 @@ func (s *Server) preflight(w http.ResponseWriter, r *http.Request) {
 	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Accept")
 	h.Set("Access-Control-Max-Age", "600")
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// authMethodsSupported are the client authentication methods every deployment accepts;
+// tls_client_auth is added where the listener asks for client certificates.
+var authMethodsSupported = []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"}
+
+// addMutualTLS advertises RFC 8705 in a discovery document when client certificates reach the
+// server: tls_client_auth and certificate-bound access tokens (section 3.3).
+func (s *Server) addMutualTLS(doc map[string]any) {
+	if !s.cfg.MutualTLS {
+		return
+	}
+	doc["token_endpoint_auth_methods_supported"] = append(slices.Clone(authMethodsSupported), oauth.AuthTLSClient)
+	doc["tls_client_certificate_bound_access_tokens"] = true
 }

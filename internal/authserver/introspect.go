@@ -30,6 +30,8 @@ type introspectionResponse struct {
 	Encounter   string `json:"encounter,omitempty"`
 	FHIRContext any    `json:"fhirContext,omitempty"`
 	FHIRUser    string `json:"fhirUser,omitempty"`
+	// Cnf is the certificate binding of a bound access token (RFC 8705 section 3.2).
+	Cnf *tokens.Confirmation `json:"cnf,omitempty"`
 }
 
 // introspect answers RFC 7662 token introspection. Callers authenticate as a confidential client
@@ -149,7 +151,7 @@ func (s *Server) introspectAccess(r *http.Request, tok string) (introspectionRes
 	resp := introspectionResponse{
 		Active: true, Scope: c.Scope, ClientID: c.ClientID, TokenType: "Bearer", Exp: c.Expiry, Iat: c.IssuedAt,
 		Sub: c.Subject, Aud: c.Audience, Iss: c.Issuer, Jti: c.ID, Patient: c.Patient, Encounter: c.Encounter,
-		FHIRUser: s.absoluteFHIRUser(c.FHIRUser),
+		FHIRUser: s.absoluteFHIRUser(c.FHIRUser), Cnf: c.Cnf,
 	}
 	if c.Subject != c.ClientID {
 		resp.Username = c.Subject

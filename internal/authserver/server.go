@@ -64,6 +64,9 @@ type Config struct {
 	HTTPClient *http.Client
 	// TokenIssued, when set, is told of every token response by grant type (metrics).
 	TokenIssued func(grant string)
+	// MutualTLS says the public listener asks for TLS client certificates, so tls_client_auth
+	// and certificate-bound access tokens (RFC 8705) are advertised in discovery.
+	MutualTLS bool
 	// PasswordParams are the argon2id costs; password.Default when zero.
 	PasswordParams password.Params
 	// Audit receives the security events (login, logout, consent, token issue, refresh,

@@ -34,6 +34,9 @@ type Session struct {
 	OnlineUntil time.Time `json:"online_until,omitzero"`
 	// AccessTTL is the lifetime of access tokens minted for this grant.
 	AccessTTL time.Duration `json:"access_ttl,omitempty"`
+	// CertThumbprint is the x5t#S256 of the TLS client certificate the grant's tokens are bound
+	// to (RFC 8705): access tokens carry it as cnf and refreshes must present the same one.
+	CertThumbprint string `json:"x5t_s256,omitempty"`
 
 	ExpiresAt map[fosite.TokenType]time.Time `json:"expires_at,omitempty"`
 	// OIDC holds the ID token claims fosite's OpenID Connect handlers read and write.

@@ -47,6 +47,9 @@ func (a *accessStrategy) GenerateAccessToken(_ context.Context, r fosite.Request
 		Patient: sess.Patient, Encounter: sess.Encounter, FHIRUser: sess.FHIRUser, FHIRContext: sess.FHIRContext,
 		Roles: sess.Roles, SID: sess.SID,
 	}
+	if sess.CertThumbprint != "" {
+		c.Cnf = &tokens.Confirmation{X5tS256: sess.CertThumbprint}
+	}
 	tok, err := a.minter.SignAccess(c)
 	if err != nil {
 		return "", "", fosite.ErrServerError.WithWrap(err)

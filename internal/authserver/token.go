@@ -2,6 +2,7 @@ package authserver
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"mime"
 	"net/http"
@@ -76,6 +77,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ev.Subject, ev.FHIRUser, ev.Roles, ev.Patients = sess.GetSubject(), sess.FHIRUser, sess.Roles, patients(sess.Patient)
+	if err := bindCertificate(r, grant, ar.GetClient(), sess); err != nil {
+		s.writeTokenError(w, r, ev, err)
+		return
+	}
 	ttl := s.auth.AccessTokenTTL
 	switch grant {
 	case oauth.GrantClientCredentials:
@@ -236,4 +241,30 @@ func errString(err error) string {
 		return rfc.ErrorField + ": " + rfc.GetDescription() + " " + rfc.DebugField
 	}
 	return err.Error()
+}
+
+// bindCertificate applies RFC 8705 certificate binding. A client registered for bound tokens must
+// present its TLS client certificate, and the grant's tokens carry that certificate's thumbprint;
+// a bound refresh token is redeemed only over a connection with the same certificate, which is
+// what makes a stolen refresh token of a public client useless (section 4).
+func bindCertificate(r *http.Request, grant string, client fosite.Client, sess *Session) error {
+	presented := ""
+	if cnf := tokens.BindToConnection(r.TLS); cnf != nil {
+		presented = cnf.X5tS256
+	}
+	if grant == oauth.GrantRefreshToken && sess.CertThumbprint != "" {
+		if subtle.ConstantTimeCompare([]byte(presented), []byte(sess.CertThumbprint)) != 1 {
+			return fosite.ErrInvalidGrant.WithHint("The refresh token is bound to a TLS client certificate this connection did not present.")
+		}
+		return nil
+	}
+	c, ok := client.(*Client)
+	if !ok || !c.Metadata.CertificateBoundAccessTokens {
+		return nil
+	}
+	if presented == "" {
+		return fosite.ErrInvalidRequest.WithHint("This client's tokens are bound to its TLS client certificate: connect with it.")
+	}
+	sess.CertThumbprint = presented
+	return nil
 }

@@ -104,6 +104,15 @@ type Client struct {
 	JWKSURI                 string   `yaml:"jwks_uri" json:"jwks_uri,omitempty"`
 	LaunchURL               string   `yaml:"launch_url" json:"launch_url,omitempty"`
 	Roles                   []string `yaml:"roles" json:"roles,omitempty"`
+	// TLSClientAuthSubjectDN is the certificate subject (RFC 4514 string, as Go prints it:
+	// "CN=backend,O=Example") a tls_client_auth client must present.
+	TLSClientAuthSubjectDN string `yaml:"tls_client_auth_subject_dn" json:"tls_client_auth_subject_dn,omitempty"`
+	// TLSClientAuthSANDNS is a DNS name the tls_client_auth client's certificate must carry; an
+	// alternative to the subject DN.
+	TLSClientAuthSANDNS string `yaml:"tls_client_auth_san_dns" json:"tls_client_auth_san_dns,omitempty"`
+	// CertificateBoundAccessTokens binds the client's access (and refresh) tokens to the TLS
+	// client certificate it presents at the token endpoint (RFC 8705 section 3).
+	CertificateBoundAccessTokens bool `yaml:"tls_client_certificate_bound_access_tokens" json:"tls_client_certificate_bound_access_tokens,omitempty"`
 }
 
 // User is a local account.
@@ -272,8 +281,15 @@ func (c *Config) validateClients(v *Problems) {
 			if (cl.JWKS == nil) == (cl.JWKSURI == "") {
 				v.Add(key+".jwks", "private_key_jwt needs exactly one of jwks and jwks_uri")
 			}
+		case "tls_client_auth":
+			if cl.ClientSecret != "" {
+				v.Add(key+".client_secret", "a tls_client_auth client has no secret")
+			}
+			if (cl.TLSClientAuthSubjectDN == "") == (cl.TLSClientAuthSANDNS == "") {
+				v.Add(key+".tls_client_auth_subject_dn", "tls_client_auth needs exactly one of tls_client_auth_subject_dn and tls_client_auth_san_dns")
+			}
 		default:
-			v.Add(key+".token_endpoint_auth_method", "must be none, client_secret_basic, client_secret_post or private_key_jwt, got %q", cl.TokenEndpointAuthMethod)
+			v.Add(key+".token_endpoint_auth_method", "must be none, client_secret_basic, client_secret_post, private_key_jwt or tls_client_auth, got %q", cl.TokenEndpointAuthMethod)
 		}
 		for j, ru := range cl.RedirectURIs {
 			u, err := url.Parse(ru)

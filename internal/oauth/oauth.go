@@ -41,6 +41,9 @@ const (
 	AuthClientSecretBasic = "client_secret_basic"
 	AuthClientSecretPost  = "client_secret_post"
 	AuthPrivateKeyJWT     = "private_key_jwt"
+	// AuthTLSClient is RFC 8705 section 2.1 PKI mutual-TLS client authentication: the client
+	// presents a certificate chaining to a trusted CA whose subject matches its registration.
+	AuthTLSClient = "tls_client_auth"
 )
 
 // Error is an OAuth error response. Description is public: it never carries internal detail.
