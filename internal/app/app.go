@@ -179,7 +179,7 @@ func (a *App) build(ctx context.Context) error {
 	}
 	limits := a.cfg.Gateway.FHIRLimits
 	a.fhir, err = fhirapi.New(fhirapi.Options{
-		Backend:       a.store,
+		Backend:       timedBackend{a.store, a.metrics},
 		Registry:      a.registry,
 		Validator:     validator,
 		Authenticator: a.verifier,
@@ -198,17 +198,20 @@ func (a *App) build(ctx context.Context) error {
 		MaxCount:     a.cfg.FHIR.MaxCount,
 		PageKey:      pageKey,
 		MaxBodyBytes: a.cfg.Gateway.BodyLimit(config.GroupFHIR),
-		Security:     security,
-		Software:     "fhirgate",
-		Version:      a.version,
-		Logger:       a.log,
+		Limits: fhirapi.Limits{
+			MaxSearchParams: limits.MaxSearchParams, MaxIncludes: limits.MaxIncludes, QueryTimeout: limits.QueryTimeout,
+		},
+		Security: security,
+		Software: "fhirgate",
+		Version:  a.version,
+		Logger:   a.log,
 	})
 	if err != nil {
 		return err
 	}
 	a.gw, err = gateway.New(a.cfg.Gateway, gateway.Deps{
 		Logger: a.log, Identify: identify, AllowedOrigin: allowedOrigins(clients), LookupEnv: a.lookup,
-		OnReject: a.metrics.RateLimitRejected,
+		OnReject: a.metrics.RateLimitRejected, RedisHook: a.metrics.RedisHook(),
 	})
 	if err != nil {
 		return err
@@ -399,6 +402,14 @@ func (a *App) home(w http.ResponseWriter, _ *http.Request) {
 
 // Handler is the public HTTP handler (tests serve it with httptest).
 func (a *App) Handler() http.Handler { return a.public.Handler }
+
+// AdminHandler is the admin listener's handler (admin API, metrics, health), nil without one.
+func (a *App) AdminHandler() http.Handler {
+	if a.admin == nil {
+		return nil
+	}
+	return a.admin.Handler
+}
 
 // Store is the store the app runs on.
 func (a *App) Store() *sqlstore.Store { return a.store }

@@ -26,7 +26,7 @@ func TestDemoServer(t *testing.T) {
 	cfg.DataDir = t.TempDir()
 	cfg.Demo = true
 	cfg.DemoPatients = 5
-	cfg.AdminAddr = ""
+	cfg.AdminAddr = "127.0.0.1:0" // built for its /metrics; never listening here
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -146,6 +146,15 @@ func TestDemoServer(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST AuditEvent = %d, want 405", resp.StatusCode)
+	}
+
+	// The store latency metric is fed by the FHIR API's backend calls.
+	scrape := httptest.NewRequest("GET", "/metrics", nil)
+	scrape.RemoteAddr = "127.0.0.1:40000"
+	rec := httptest.NewRecorder()
+	a.AdminHandler().ServeHTTP(rec, scrape)
+	if !strings.Contains(rec.Body.String(), `fhirgate_store_operation_duration_seconds_count{op="fhir.search",result="ok"}`) {
+		t.Errorf("/metrics = %d without the store latency of the searches above", rec.Code)
 	}
 }
 

@@ -49,6 +49,12 @@ func newServer(t *testing.T) *client { return newServerWith(t, nil) }
 // newServerWith serves the API over the store, wrapped by wrap when it is not nil.
 func newServerWith(t *testing.T, wrap func(backend.Backend) backend.Backend) *client {
 	t.Helper()
+	return newServerOpts(t, wrap, nil)
+}
+
+// newServerOpts is newServerWith with the API's options adjusted by tune when it is not nil.
+func newServerOpts(t *testing.T, wrap func(backend.Backend) backend.Backend, tune func(*fhirapi.Options)) *client {
+	t.Helper()
 	reg, err := search.DefaultRegistry()
 	if err != nil {
 		t.Fatal(err)
@@ -69,11 +75,15 @@ func newServerWith(t *testing.T, wrap func(backend.Backend) backend.Backend) *cl
 	if wrap != nil {
 		b = wrap(store)
 	}
-	api, err := fhirapi.New(fhirapi.Options{
+	opts := fhirapi.Options{
 		Backend: b, Registry: reg, Validator: v, BaseURL: base, DefaultCount: 10, MaxCount: 100,
 		Authenticator: m.verifier(t), Policy: newPolicy(t, reg, base),
 		Bundles: &bundle.Processor{Backend: store, Validator: v, BaseURL: base, Parse: bundle.SearchParser(reg, base, 100)},
-	})
+	}
+	if tune != nil {
+		tune(&opts)
+	}
+	api, err := fhirapi.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

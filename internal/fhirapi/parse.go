@@ -9,6 +9,9 @@ import (
 
 // parseSearch turns request parameters into a Query; warnings list what lenient handling ignored.
 func (a *API) parseSearch(types []string, params url.Values, strict bool) (*search.Query, []fhir.Issue, error) {
+	if err := a.opts.Limits.checkSearchShape(params); err != nil {
+		return nil, nil, err
+	}
 	q, warnings, err := search.Parse(a.opts.Registry, types, params, search.ParseOptions{
 		BaseURL:      a.opts.BaseURL,
 		DefaultCount: a.opts.DefaultCount,

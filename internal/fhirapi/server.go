@@ -57,6 +57,8 @@ type Options struct {
 	PageKey []byte
 	// MaxBodyBytes caps a request body; 16 MiB when zero.
 	MaxBodyBytes int64
+	// Limits bound the shape and cost of searches; zero values impose none.
+	Limits Limits
 	// Security is the CapabilityStatement rest.security element, if an authorization server
 	// protects this API.
 	Security json.RawMessage
@@ -169,7 +171,7 @@ func (a *API) adapt(action audit.Action, fn handlerFunc) http.Handler {
 			r, err = a.authenticate(out, r)
 		}
 		if err == nil {
-			err = fn(out, r)
+			err = a.runBounded(out, r, fn)
 		}
 		if err != nil {
 			a.writeError(out, r, err)

@@ -53,6 +53,8 @@ type Deps struct {
 	// group and the rule's name, e.g. for metrics.Metrics.RateLimitRejected. Also called with
 	// rule "engine_unavailable" when a fail-closed group answers 503. Must be cheap.
 	OnReject func(group, rule string)
+	// RedisHook, when set, is added to the rate limiter's Redis client (latency metrics).
+	RedisHook redis.Hook
 }
 
 // Gateway holds the compiled protections of every route group.
@@ -163,6 +165,9 @@ func (g *Gateway) buildRateLimits(deps Deps) error {
 			opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
 		}
 		g.redis = redis.NewClient(opts)
+		if deps.RedisHook != nil {
+			g.redis.AddHook(deps.RedisHook)
+		}
 		g.limiter = ratelimit.NewRedis(g.redis, ratelimit.RedisOptions{
 			Prefix:      rl.Redis.KeyPrefix,
 			Timeout:     rl.Redis.Timeout,

@@ -21,6 +21,7 @@ type Metrics struct {
 	tokens    *prometheus.CounterVec
 	rejects   *prometheus.CounterVec
 	store     *prometheus.HistogramVec
+	redis     *prometheus.HistogramVec
 }
 
 // New builds a registry with the runtime collectors and the HTTP metrics.
@@ -53,7 +54,12 @@ func New() *Metrics {
 		Help:    "Store (database) operation latency by operation and result.",
 		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 	}, []string{"op", "result"})
-	m.reg.MustRegister(m.requests, m.duration, m.decisions, m.tokens, m.rejects, m.store)
+	m.redis = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "fhirgate_redis_command_duration_seconds",
+		Help:    "Redis round-trip latency (one command or one pipeline) by result.",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25},
+	}, []string{"result"})
+	m.reg.MustRegister(m.requests, m.duration, m.decisions, m.tokens, m.rejects, m.store, m.redis)
 	return m
 }
 
