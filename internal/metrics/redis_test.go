@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -23,7 +24,7 @@ func TestRedisHook(t *testing.T) {
 	defer up.Close()
 	up.AddHook(m.RedisHook())
 	key := "fhirgate:test:metrics:" + time.Now().Format(time.RFC3339Nano)
-	if err := up.Get(ctx, key).Err(); err != redis.Nil {
+	if err := up.Get(ctx, key).Err(); !errors.Is(err, redis.Nil) {
 		t.Fatalf("GET of a missing key = %v, want redis.Nil", err)
 	}
 	pipe := up.Pipeline()
