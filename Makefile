@@ -17,7 +17,7 @@ run-demo: ## Run the server with demo data (go run ./cmd/fhirgate serve --demo)
 
 .PHONY: demo-app
 demo-app: ## Rebuild the embedded demo SMART app (web/demoapp -> internal/demoapp/dist; needs Node and npm)
-	cd web/demoapp && npm ci --no-audit --no-fund --loglevel=error && node build.mjs
+	cd web/demoapp && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
 
 ##@ Test
 .PHONY: e2e
