@@ -15,7 +15,15 @@ build: ## Build bin/fhirgate
 run-demo: ## Run the server with demo data (go run ./cmd/fhirgate serve --demo)
 	$(GO) run ./cmd/fhirgate serve --demo
 
+.PHONY: demo-app
+demo-app: ## Rebuild the embedded demo SMART app (web/demoapp -> internal/demoapp/dist; needs Node and npm)
+	cd web/demoapp && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
+
 ##@ Test
+.PHONY: e2e
+e2e: ## Browser tests (Debian chromium + playwright-core) and Node client checks; installs what they need
+	./e2e/run
+
 .PHONY: test
 test: ## Run every test (the command CI runs; PostgreSQL and Redis tests skip unless their env is set)
 	$(GO) test -race -count=1 ./...

@@ -300,6 +300,7 @@ func (a *App) publicRoutes() http.Handler {
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", a.readyz)
 	mux.HandleFunc("GET /{$}", a.home)
+	a.mountDemoApp(mux, wrap)
 	return mux
 }
 
@@ -398,6 +399,9 @@ func (a *App) home(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	fmt.Fprintf(w, "fhirgate %s\n\nFHIR base:        %s\nSMART discovery:  %s/.well-known/smart-configuration\nOIDC discovery:   %s/.well-known/openid-configuration\nEHR launcher:     %s/ehr\n",
 		a.version, a.cfg.FHIRBase(), a.cfg.FHIRBase(), a.cfg.Issuer(), a.cfg.Issuer())
+	if a.demo != nil {
+		fmt.Fprintf(w, "Demo SMART app:   %s\n", a.demoAppURL())
+	}
 }
 
 // Handler is the public HTTP handler (tests serve it with httptest).

@@ -35,6 +35,7 @@ func (a *App) printDemoLogins(out io.Writer) {
 	if a.demo == nil {
 		return
 	}
+	fmt.Fprintf(out, "demo SMART app: %s  (open it, press Launch, sign in as alice)\n", a.demoAppURL())
 	fmt.Fprintf(out, `demo logins (for this demo only):
   patient:   alice / %s   (Patient/%s)
   patient:   bob / %s     (Patient/%s)

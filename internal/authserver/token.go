@@ -59,6 +59,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	s.namePublicRefreshClient(r)
 	// Key rotation and reload happen here, before fosite opens a store transaction.
 	if err := s.keys.Maintain(ctx); err != nil {
 		s.log.ErrorContext(ctx, "key maintenance failed", "error", err)
