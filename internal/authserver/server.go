@@ -66,6 +66,11 @@ type Config struct {
 	TokenIssued func(grant string)
 	// PasswordParams are the argon2id costs; password.Default when zero.
 	PasswordParams password.Params
+	// SharedThrottle, when set, counts failed logins across instances (Redis); nil keeps the
+	// per-instance counters, which are also the fallback while it cannot answer.
+	SharedThrottle SharedThrottle
+	// AssertionJTIs records client-assertion jtis; the store when nil.
+	AssertionJTIs AssertionJTIs
 	// Audit receives the security events (login, logout, consent, token issue, refresh,
 	// revocation and introspection, client registration, key rotation); nil records none. Token
 	// issuance fails closed when recording fails.
