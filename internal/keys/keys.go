@@ -466,6 +466,7 @@ func (m *Manager) Maintain(ctx context.Context) error {
 // out), for verifiers of access tokens in the same process (internal/authn's KeySource). ID-token
 // keys are left out so that an ID token can never pass as an access token.
 func (m *Manager) PublicKeys(ctx context.Context) (jose.JSONWebKeySet, error) {
+	m.reloadIfOlder(ctx, publicKeysFreshness)
 	now := m.opts.Now()
 	m.mu.RLock()
 	defer m.mu.RUnlock()
