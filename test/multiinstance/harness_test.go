@@ -64,7 +64,7 @@ func fhirgateBinary(t *testing.T) string {
 		binPath = filepath.Join(dir, "fhirgate")
 		out, err := exec.Command("go", "build", "-o", binPath, "github.com/fhirgate/fhirgate/cmd/fhirgate").CombinedOutput()
 		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
 		}
 	})
 	if buildErr != nil {

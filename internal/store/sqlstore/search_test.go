@@ -195,7 +195,9 @@ func testSearchThroughBackend(t *testing.T, driver string) {
 	}
 }
 
-func TestSearchIncludesThroughBackend(t *testing.T) { forEachDriver(t, testSearchIncludesThroughBackend) }
+func TestSearchIncludesThroughBackend(t *testing.T) {
+	forEachDriver(t, testSearchIncludesThroughBackend)
+}
 
 func testSearchIncludesThroughBackend(t *testing.T, driver string) {
 	s := loadSearchStore(t, driver)
@@ -286,7 +288,9 @@ func testConditionalCreateUsesSearch(t *testing.T, driver string) {
 	}
 }
 
-func TestCompartmentSearchThroughBackend(t *testing.T) { forEachDriver(t, testCompartmentSearchThroughBackend) }
+func TestCompartmentSearchThroughBackend(t *testing.T) {
+	forEachDriver(t, testCompartmentSearchThroughBackend)
+}
 
 func testCompartmentSearchThroughBackend(t *testing.T, driver string) {
 	s := loadSearchStore(t, driver)
