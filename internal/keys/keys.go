@@ -454,6 +454,13 @@ func (m *Manager) Maintain(ctx context.Context) error {
 			return err
 		}
 		if now.Sub(k.ActivatesAt) >= m.opts.RotateEvery {
+			// Another instance sharing the store may have rotated since the last reload: look
+			// again before rotating, so that instances do not each make a key.
+			if k, err = m.freshCurrent(ctx, p); err != nil {
+				return err
+			}
+		}
+		if now.Sub(k.ActivatesAt) >= m.opts.RotateEvery {
 			if _, err := m.rotateNotify(ctx, p, true); err != nil {
 				return err
 			}

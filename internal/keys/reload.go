@@ -24,3 +24,11 @@ func (m *Manager) reloadIfOlder(ctx context.Context, age time.Duration) {
 		m.opts.Logger.WarnContext(ctx, "keys: reload failed; verifying with the keys already loaded", "error", err)
 	}
 }
+
+// freshCurrent rereads the store and returns the current key of p.
+func (m *Manager) freshCurrent(ctx context.Context, p Purpose) (*Key, error) {
+	if err := m.load(ctx); err != nil {
+		return nil, err
+	}
+	return m.Current(p)
+}
