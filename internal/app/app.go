@@ -145,7 +145,9 @@ func (a *App) build(ctx context.Context) error {
 	}()
 	a.runShared(bgCtx)
 
-	a.verifier, err = authn.NewVerifier(authn.Config{Issuer: a.cfg.Issuer(), Audience: a.cfg.FHIRBase(), Keys: kms, Revoker: a.revoker()})
+	// The key source is this deployment's store: an unknown kid (a key another instance just
+	// rotated in) is looked up again after a second, not the 30 s kept for remote JWKS.
+	a.verifier, err = authn.NewVerifier(authn.Config{Issuer: a.cfg.Issuer(), Audience: a.cfg.FHIRBase(), Keys: kms, Revoker: a.revoker(), KeyMinRefresh: time.Second})
 	if err != nil {
 		return err
 	}

@@ -236,7 +236,8 @@ func (s *Server) buildProvider() {
 	conf := &fositeConfig{Config: fc, keys: s.keys}
 	store := &fositeStore{db: s.db, clients: s.clients, now: s.now}
 	enigma := &fositehmac.HMACStrategy{Config: conf}
-	s.hmacs = &hmacStrategy{HMACSHAStrategyUnPrefixed: oauth2.NewHMACSHAStrategyUnPrefixed(enigma, conf), now: s.now}
+	s.hmacs = &hmacStrategy{HMACSHAStrategyUnPrefixed: oauth2.NewHMACSHAStrategyUnPrefixed(enigma, conf), now: s.now,
+		reload: func(ctx context.Context) { s.keys.ReloadIfOlder(ctx, time.Second) }}
 	access := &accessStrategy{minter: s.minter, now: s.now, defaultTTL: s.auth.AccessTokenTTL}
 	ids := &idStrategy{minter: s.minter, fhirBase: s.fhirBase, now: s.now}
 	// id_token_hint validation needs a fosite JWT signer; it gets the current ID-token key.

@@ -32,3 +32,11 @@ func (m *Manager) freshCurrent(ctx context.Context, p Purpose) (*Key, error) {
 	}
 	return m.Current(p)
 }
+
+// ReloadIfOlder rereads the store when the in-memory copy is older than age, so that a secret or
+// key another instance rotated is known here without waiting for Maintain. Callers use it when
+// something this process made cannot be checked (a code or refresh token whose HMAC does not
+// verify); age rate-limits the rereads that forged values can cause.
+func (m *Manager) ReloadIfOlder(ctx context.Context, age time.Duration) {
+	m.reloadIfOlder(ctx, age)
+}

@@ -44,6 +44,7 @@ type env struct {
 	backendKey *ecdsa.PrivateKey
 	appURL     string
 	db         *sql.DB // the test's own connection to the schema
+	adminToken string
 }
 
 var (
@@ -120,7 +121,7 @@ func newEnv(t *testing.T, extra string, pgVia func(dsn string) string) *env {
 	q := u.Query()
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
-	e := &env{t: t, dsn: u.String(), redis: rds, prefix: "fhirgate-test:mi:" + randHex(6) + ":", appURL: "http://127.0.0.1:1/app"}
+	e := &env{t: t, dsn: u.String(), adminToken: randHex(24), redis: rds, prefix: "fhirgate-test:mi:" + randHex(6) + ":", appURL: "http://127.0.0.1:1/app"}
 	t.Cleanup(func() { e.cleanRedis() })
 	e.db, err = sql.Open("pgx", e.dsn)
 	if err != nil {
@@ -132,7 +133,7 @@ func newEnv(t *testing.T, extra string, pgVia func(dsn string) string) *env {
 	e.secrets = []string{
 		"FHIRGATE_KEY_ENCRYPTION_KEY=" + randHex(32),
 		"FHIRGATE_PAGE_TOKEN_KEY=" + randHex(32),
-		"FHIRGATE_ADMIN_TOKEN=",
+		"FHIRGATE_ADMIN_TOKEN=" + e.adminToken,
 	}
 	instanceDSN := e.dsn
 	if pgVia != nil {
@@ -186,10 +187,11 @@ func (e *env) cleanRedis() {
 
 // instance is one running `fhirgate serve`.
 type instance struct {
-	name string
-	url  string // where the test reaches it
-	cmd  *exec.Cmd
-	logs *lockedBuffer
+	name  string
+	url   string // where the test reaches it
+	admin string // the admin listener's URL
+	cmd   *exec.Cmd
+	logs  *lockedBuffer
 }
 
 type lockedBuffer struct {
@@ -213,9 +215,10 @@ func (l *lockedBuffer) String() string {
 func (e *env) start(name, addr string) *instance {
 	t := e.t
 	t.Helper()
-	cmd := exec.Command(fhirgateBinary(t), "serve", "--config", e.configPath, "--addr", addr, "--base-url", e.issuer, "--data-dir", t.TempDir())
+	adminAddr := freeAddr(t)
+	cmd := exec.Command(fhirgateBinary(t), "serve", "--config", e.configPath, "--addr", addr, "--admin-addr", adminAddr, "--base-url", e.issuer, "--data-dir", t.TempDir())
 	cmd.Env = append(os.Environ(), e.secrets...)
-	in := &instance{name: name, url: "http://" + addr, cmd: cmd, logs: &lockedBuffer{}}
+	in := &instance{name: name, url: "http://" + addr, admin: "http://" + adminAddr, cmd: cmd, logs: &lockedBuffer{}}
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = in.logs
 	if err := cmd.Start(); err != nil {

@@ -130,6 +130,41 @@ func TestTwoInstancesActAsOne(t *testing.T) {
 		}
 	})
 
+	t.Run("keys rotated at A are known at B at once", func(t *testing.T) {
+		for _, purpose := range []string{"hmac", "access"} {
+			req, _ := http.NewRequest(http.MethodPost, a.admin+"/admin/keys/rotate", strings.NewReader(`{"purpose":"`+purpose+`"}`))
+			req.Header.Set("Authorization", "Bearer "+e.adminToken)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("rotate %s at A: %d", purpose, resp.StatusCode)
+			}
+		}
+		// A code and a refresh token made with A's new HMAC secret, an access token signed with
+		// A's new key: B, whose copy of the keys predates the rotation, accepts all three.
+		time.Sleep(1100 * time.Millisecond) // B's copy is older than its reread threshold
+		code, verifier := e.code(a)
+		st, m := post(t, b.url+"/auth/token", url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {e.appURL + "/cb"}, "code_verifier": {verifier}, "client_id": {"app"}})
+		if st != 200 {
+			t.Fatalf("code made with A's new HMAC secret, redeemed at B: %d %v", st, m)
+		}
+		st, m = post(t, a.url+"/auth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {m["refresh_token"].(string)}, "client_id": {"app"}})
+		if st != 200 {
+			t.Fatalf("refresh at A: %d %v", st, m)
+		}
+		if st, m := post(t, b.url+"/auth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {m["refresh_token"].(string)}, "client_id": {"app"}}); st != 200 {
+			t.Errorf("refresh token from A refreshed at B: %d %v", st, m)
+		}
+		tok := e.backendToken(a)
+		if st, err := fhirGet(ctx, b, "Patient?_count=1", tok); err != nil || st != 200 {
+			t.Errorf("access token signed with A's new key, at B: %d %v", st, err)
+		}
+	})
+
 	t.Run("one audit chain with events from both", func(t *testing.T) {
 		before := e.auditCount()
 		if st, _ := fhirGet(ctx, b, "metadata", ""); st != 200 {
