@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -56,22 +55,25 @@ func openBenchStore(b *testing.B) (*sqlstore.Store, int) {
 		}
 		size := benchSize()
 		patients = max(size/perPatient, 1)
-		dir := os.Getenv("BENCH_DIR")
-		if dir == "" {
-			dir = filepath.Join(os.TempDir(), "fhirgate-bench")
+		var (
+			opts     sqlstore.Options
+			done     bool
+			markDone func() error
+		)
+		opts, done, markDone, storeErr = benchStoreOptions(fmt.Sprintf("store-%d", patients*perPatient), registry)
+		if storeErr != nil {
+			return
 		}
-		path := filepath.Join(dir, fmt.Sprintf("store-%d.db", patients*perPatient))
-		_, statErr := os.Stat(path + ".done")
-		store, storeErr = sqlstore.Open(context.Background(), sqlstore.Options{Driver: "sqlite", DSN: path, Registry: registry})
-		if storeErr != nil || statErr == nil {
+		store, storeErr = sqlstore.Open(context.Background(), opts)
+		if storeErr != nil || done {
 			return
 		}
 		start := time.Now()
 		if storeErr = populate(store, patients); storeErr != nil {
 			return
 		}
-		fmt.Fprintf(os.Stderr, "bench: built a store of %d resources in %s\n", patients*perPatient, time.Since(start).Round(time.Second))
-		storeErr = os.WriteFile(path+".done", nil, 0o600)
+		fmt.Fprintf(os.Stderr, "bench: built a %s store of %d resources in %s\n", benchDriver(), patients*perPatient, time.Since(start).Round(time.Second))
+		storeErr = markDone()
 	})
 	if storeErr != nil {
 		b.Fatal(storeErr)
@@ -81,23 +83,62 @@ func openBenchStore(b *testing.B) (*sqlstore.Store, int) {
 
 func patientID(i int) string { return fmt.Sprintf("pt-%07d", i) }
 
-// populate writes the data set in transactions of one patient's record each.
+// populate writes the data set in transactions of one patient's record each, by
+// BENCH_LOAD_WORKERS writers (default 1 on SQLite, whose writes queue on one connection anyway,
+// and 4 on PostgreSQL). An interrupted load resumes: a record is written with Update, so writing
+// it again only adds versions.
 func populate(s *sqlstore.Store, n int) error {
 	ctx := context.Background()
-	for i := range n {
-		err := s.InTx(ctx, func(tx backend.Backend) error {
-			for _, r := range patientRecord(i) {
-				if _, _, err := tx.Update(ctx, r.typ, r.id, r.body, backend.UpdateOptions{}); err != nil {
-					return err
+	workers := 1
+	if benchDriver() == "postgres" {
+		workers = 4
+	}
+	if w, err := strconv.Atoi(os.Getenv("BENCH_LOAD_WORKERS")); err == nil && w > 0 {
+		workers = w
+	}
+	next := make(chan int)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := range next {
+				err := s.InTx(ctx, func(tx backend.Backend) error {
+					for _, r := range patientRecord(i) {
+						if _, _, err := tx.Update(ctx, r.typ, r.id, r.body, backend.UpdateOptions{}); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					errs <- err
+					return
 				}
 			}
-			return nil
 		})
-		if err != nil {
-			return err
+	}
+	start := time.Now()
+	var err error
+feed:
+	for i := range n {
+		select {
+		case next <- i:
+		case err = <-errs:
+			break feed
+		}
+		if i > 0 && i%1000 == 0 {
+			fmt.Fprintf(os.Stderr, "bench: %d of %d patients loaded (%s)\n", i, n, time.Since(start).Round(time.Second))
 		}
 	}
-	return nil
+	close(next)
+	wg.Wait()
+	if err == nil {
+		select {
+		case err = <-errs:
+		default:
+		}
+	}
+	return err
 }
 
 type resource struct {

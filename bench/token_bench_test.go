@@ -16,7 +16,6 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -32,7 +31,7 @@ import (
 	"github.com/fhirgate/fhirgate/internal/store/sqlstore"
 )
 
-// tokenEnv is a real authorization server (SQLite store, persisted keys) behind a real HTTP
+// tokenEnv is a real authorization server (a store of BENCH_DRIVER, persisted keys) behind a real HTTP
 // listener, with one public app, one Backend Services client and one patient user.
 type tokenEnv struct {
 	issuer, fhirBase, appURL string
@@ -45,11 +44,7 @@ func newTokenEnv(b *testing.B) *tokenEnv {
 	b.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	db, err := sqlstore.Open(ctx, sqlstore.Options{Driver: "sqlite", DSN: filepath.Join(b.TempDir(), "tok.db"), Logger: log})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { db.Close() })
+	db := benchTempStore(b, sqlstore.Options{Logger: log}) // BENCH_DRIVER: sqlite or postgres
 	kek := make([]byte, 32)
 	rand.Read(kek)
 	km, err := keys.Open(ctx, keys.Options{Store: db, KEK: kek, Logger: log})
@@ -199,6 +194,7 @@ func BenchmarkTokenClientCredentials(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.ResetTimer() // the store, its migrations and the server are set up outside the measurement
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			jb := make([]byte, 16)

@@ -47,6 +47,7 @@ type App struct {
 	gw       *gateway.Gateway
 	fhir     *fhirapi.API
 	metrics  *metrics.Metrics
+	shared   *sharedState
 	public   *http.Server
 	admin    *http.Server
 	version  string
@@ -112,16 +113,19 @@ func (a *App) build(ctx context.Context) error {
 	if err := a.openAudit(ctx, kms); err != nil {
 		return err
 	}
+	if err := a.openShared(ctx); err != nil {
+		return err
+	}
 	initialAccessToken := ""
 	if v := a.cfg.Auth.Registration.InitialAccessTokenEnv; v != "" {
 		initialAccessToken, _ = a.lookup(v)
 	}
-	a.auth, err = authserver.New(ctx, authserver.Config{
+	a.auth, err = authserver.New(ctx, a.withShared(authserver.Config{
 		Issuer: a.cfg.Issuer(), FHIRBase: a.cfg.FHIRBase(), Store: a.store, Keys: kms,
 		Patients: patientLister{a.store, a.registry}, Auth: a.cfg.Auth,
 		InitialAccessToken: initialAccessToken, Logger: a.log, Audit: a.audit, TokenIssued: a.metrics.TokenIssued,
 		MutualTLS: a.cfg.Gateway.TLS.Enabled() && a.cfg.Gateway.TLS.ClientAuth != "" && a.cfg.Gateway.TLS.ClientAuth != "none",
-	})
+	}))
 	if err != nil {
 		return err
 	}
@@ -140,8 +144,11 @@ func (a *App) build(ctx context.Context) error {
 		defer a.wg.Done()
 		a.auth.Run(bgCtx, time.Minute)
 	}()
+	a.runShared(bgCtx)
 
-	a.verifier, err = authn.NewVerifier(authn.Config{Issuer: a.cfg.Issuer(), Audience: a.cfg.FHIRBase(), Keys: kms, Revoker: a.store})
+	// The key source is this deployment's store: an unknown kid (a key another instance just
+	// rotated in) is looked up again after a second, not the 30 s kept for remote JWKS.
+	a.verifier, err = authn.NewVerifier(authn.Config{Issuer: a.cfg.Issuer(), Audience: a.cfg.FHIRBase(), Keys: kms, Revoker: a.revoker(), KeyMinRefresh: time.Second})
 	if err != nil {
 		return err
 	}
@@ -390,6 +397,7 @@ func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
 	} else {
 		body += "rate limits: ok (" + a.gw.Engine() + ")\n"
 	}
+	body += a.sharedReady(ctx)
 	w.WriteHeader(status)
 	_, _ = io.WriteString(w, body)
 }
@@ -478,6 +486,7 @@ func (a *App) Close() error {
 	if a.gw != nil {
 		errs = append(errs, a.gw.Close())
 	}
+	errs = append(errs, a.closeShared())
 	if a.shutdownTracing != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		errs = append(errs, a.shutdownTracing(ctx))

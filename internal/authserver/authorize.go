@@ -653,7 +653,7 @@ func (s *Server) interactionSubmit(w http.ResponseWriter, r *http.Request) {
 	case "login":
 		username, pw := r.PostForm.Get("username"), r.PostForm.Get("password")
 		ip := clientIP(r)
-		if !s.throttle.reserve(username, ip) {
+		if !s.reserveLogin(ctx, username, ip) {
 			s.log.WarnContext(ctx, "login throttled", "username", username, "ip", ip)
 			s.recordOrLog(r, loginEvent(loginAuthorize, ia.ClientID, username, nil, http.StatusTooManyRequests, audit.OutcomeDenied, reasonThrottled))
 			w.Header().Set("Retry-After", "900")
@@ -669,7 +669,7 @@ func (s *Server) interactionSubmit(w http.ResponseWriter, r *http.Request) {
 			s.pages.Render(w, http.StatusUnauthorized, "login", web.LoginData{Action: PathInteraction + id + "/login", CSRF: ia.CSRF, ClientName: ia.ClientName, Username: username, Error: "Wrong username or password."})
 			return
 		}
-		s.throttle.succeed(username, ip)
+		s.loginSucceeded(ctx, username, ip)
 		sid, at, end, err := s.startSession(w, r, u.Username)
 		if err != nil {
 			s.recordOrLog(r, loginEvent(loginAuthorize, ia.ClientID, username, u, http.StatusInternalServerError, audit.OutcomeError, reasonSessionError))

@@ -233,7 +233,7 @@ func (s *Server) authenticateAssertion(ctx context.Context, raw, formClientID st
 	case claims.ID == "" || len(claims.ID) > 256:
 		return nil, invalidClient("The client assertion needs a jti.")
 	}
-	err = s.db.UseAssertionJTI(ctx, c.GetID()+" "+claims.ID, claims.Expiry.Time(), now)
+	err = s.assertionJTIs().UseAssertionJTI(ctx, c.GetID()+" "+claims.ID, claims.Expiry.Time(), now)
 	if errors.Is(err, sqlstore.ErrOAuthExists) {
 		return nil, invalidClient("The client assertion jti was used before.")
 	}

@@ -35,7 +35,7 @@ func (s *Server) pageLogin(w http.ResponseWriter, r *http.Request, p pageLogin) 
 	}
 	csrf := s.mac(p.purpose, browser)
 	username, pw, ip := r.PostFormValue("username"), r.PostFormValue("password"), clientIP(r)
-	if !s.throttle.reserve(username, ip) {
+	if !s.reserveLogin(ctx, username, ip) {
 		s.recordOrLog(r, loginEvent(p.where, "", username, nil, http.StatusTooManyRequests, audit.OutcomeDenied, reasonThrottled))
 		w.Header().Set("Retry-After", "900")
 		p.render(http.StatusTooManyRequests, csrf, "Too many failed attempts. Try again later.")
@@ -47,7 +47,7 @@ func (s *Server) pageLogin(w http.ResponseWriter, r *http.Request, p pageLogin) 
 		p.render(http.StatusUnauthorized, csrf, "Wrong username or password.")
 		return
 	}
-	s.throttle.succeed(username, ip)
+	s.loginSucceeded(ctx, username, ip)
 	if _, _, _, err := s.startSession(w, r, u.Username); err != nil {
 		s.recordOrLog(r, loginEvent(p.where, "", username, u, http.StatusInternalServerError, audit.OutcomeError, reasonSessionError))
 		s.errorPage(w, http.StatusInternalServerError, "Error", "The session could not be started.")

@@ -69,6 +69,11 @@ type Config struct {
 	MutualTLS bool
 	// PasswordParams are the argon2id costs; password.Default when zero.
 	PasswordParams password.Params
+	// SharedThrottle, when set, counts failed logins across instances (Redis); nil keeps the
+	// per-instance counters, which are also the fallback while it cannot answer.
+	SharedThrottle SharedThrottle
+	// AssertionJTIs records client-assertion jtis; the store when nil.
+	AssertionJTIs AssertionJTIs
 	// Audit receives the security events (login, logout, consent, token issue, refresh,
 	// revocation and introspection, client registration, key rotation); nil records none. Token
 	// issuance fails closed when recording fails.
@@ -234,7 +239,8 @@ func (s *Server) buildProvider() {
 	conf := &fositeConfig{Config: fc, keys: s.keys}
 	store := &fositeStore{db: s.db, clients: s.clients, now: s.now}
 	enigma := &fositehmac.HMACStrategy{Config: conf}
-	s.hmacs = &hmacStrategy{HMACSHAStrategyUnPrefixed: oauth2.NewHMACSHAStrategyUnPrefixed(enigma, conf), now: s.now}
+	s.hmacs = &hmacStrategy{HMACSHAStrategyUnPrefixed: oauth2.NewHMACSHAStrategyUnPrefixed(enigma, conf), now: s.now,
+		reload: func(ctx context.Context) { s.keys.ReloadIfOlder(ctx, time.Second) }}
 	access := &accessStrategy{minter: s.minter, now: s.now, defaultTTL: s.auth.AccessTokenTTL}
 	ids := &idStrategy{minter: s.minter, fhirBase: s.fhirBase, now: s.now}
 	// id_token_hint validation needs a fosite JWT signer; it gets the current ID-token key.

@@ -70,6 +70,20 @@ func (a *accessStrategy) ValidateAccessToken(_ context.Context, _ fosite.Request
 type hmacStrategy struct {
 	*oauth2.HMACSHAStrategyUnPrefixed
 	now func() time.Time
+	// reload, when set, rereads the keys (rate limited) after a failed HMAC check, since
+	// another instance may have made the value with a secret rotated since this one's last
+	// reload; the check is then tried once more.
+	reload func(ctx context.Context)
+}
+
+// retry runs check again after a reload when it failed.
+func (h *hmacStrategy) retry(ctx context.Context, check func() error) error {
+	err := check()
+	if err == nil || h.reload == nil {
+		return err
+	}
+	h.reload(ctx)
+	return check()
 }
 
 func (h *hmacStrategy) expired(r fosite.Requester, kind fosite.TokenType) bool {
@@ -81,7 +95,7 @@ func (h *hmacStrategy) ValidateAuthorizeCode(ctx context.Context, r fosite.Reque
 	if h.expired(r, fosite.AuthorizeCode) {
 		return fosite.ErrTokenExpired.WithHint("The authorization code expired.")
 	}
-	return h.HMACSHAStrategyUnPrefixed.ValidateAuthorizeCode(ctx, r, token)
+	return h.retry(ctx, func() error { return h.HMACSHAStrategyUnPrefixed.ValidateAuthorizeCode(ctx, r, token) })
 }
 
 func (h *hmacStrategy) ValidateRefreshToken(ctx context.Context, r fosite.Requester, token string) error {
@@ -91,7 +105,7 @@ func (h *hmacStrategy) ValidateRefreshToken(ctx context.Context, r fosite.Reques
 	if sess, ok := r.GetSession().(*Session); ok && !sess.OnlineUntil.IsZero() && !h.now().Before(sess.OnlineUntil) {
 		return fosite.ErrTokenExpired.WithHint("The online_access grant ended with the login session.")
 	}
-	return h.HMACSHAStrategyUnPrefixed.ValidateRefreshToken(ctx, r, token)
+	return h.retry(ctx, func() error { return h.HMACSHAStrategyUnPrefixed.ValidateRefreshToken(ctx, r, token) })
 }
 
 // idStrategy signs OpenID Connect ID tokens (RS256) with fhirUser, nonce and sid.

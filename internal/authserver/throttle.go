@@ -11,8 +11,8 @@ import (
 
 // throttle counts failed logins per account and per client IP in a fixed window. A key at its
 // limit is refused until its window ends, without checking the password (so guessing costs the
-// attacker time, not us argon2 work). State is per process: with several instances each one
-// enforces its own limits (documented in docs/authorization-server.md).
+// attacker time, not us argon2 work). State is per process; with Redis configured the shared
+// throttle (Config.SharedThrottle) decides and this one is the fallback while Redis is down.
 type throttle struct {
 	cfg config.LoginThrottle
 	now func() time.Time

@@ -56,6 +56,8 @@ type Config struct {
 	Audit Audit `yaml:"audit"`
 	// Policy configures access decisions beyond the scopes (user/ reach, 404 vs 403, shadow).
 	Policy Policy `yaml:"policy"`
+	// Redis configures the state several instances share (revocations, jtis, login throttling).
+	Redis Redis `yaml:"redis"`
 }
 
 // Storage selects the backend of every store.
@@ -160,6 +162,7 @@ func Default() Config {
 		Gateway: DefaultGateway(),
 		Audit:   DefaultAudit(),
 		Policy:  DefaultPolicy(),
+		Redis:   DefaultRedis(),
 	}
 }
 
@@ -255,6 +258,7 @@ func (c *Config) Validate() error {
 	c.Gateway.validate(&v)
 	c.Audit.validate(&v)
 	c.Policy.validate(&v)
+	c.Redis.validate(&v)
 	return v.Err()
 }
 

@@ -75,6 +75,8 @@ var (
 	ErrVersionConflict = errors.New("version conflict")
 	ErrConflict        = errors.New("conflict")
 	ErrMultipleMatches = errors.New("multiple matches")
+	// ErrUnavailable means a service the request needs (the database) cannot be reached; 503.
+	ErrUnavailable = errors.New("service unavailable")
 )
 
 // OutcomeFromError maps any error to a status and OperationOutcome. Errors that are not *Error
@@ -93,6 +95,8 @@ func OutcomeFromError(err error) (int, *OperationOutcome) {
 		fe = Errorf(http.StatusPreconditionFailed, "multiple-matches", "the conditional criteria match more than one resource")
 	case errors.Is(err, ErrConflict):
 		fe = Errorf(http.StatusConflict, "conflict", "the request conflicts with the current state of the resource")
+	case unavailable(err):
+		fe = Errorf(http.StatusServiceUnavailable, "transient", "the service is temporarily unavailable; try again")
 	default:
 		fe = Errorf(http.StatusInternalServerError, "exception", "internal server error")
 	}

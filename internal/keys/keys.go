@@ -454,6 +454,13 @@ func (m *Manager) Maintain(ctx context.Context) error {
 			return err
 		}
 		if now.Sub(k.ActivatesAt) >= m.opts.RotateEvery {
+			// Another instance sharing the store may have rotated since the last reload: look
+			// again before rotating, so that instances do not each make a key.
+			if k, err = m.freshCurrent(ctx, p); err != nil {
+				return err
+			}
+		}
+		if now.Sub(k.ActivatesAt) >= m.opts.RotateEvery {
 			if _, err := m.rotateNotify(ctx, p, true); err != nil {
 				return err
 			}
@@ -466,6 +473,7 @@ func (m *Manager) Maintain(ctx context.Context) error {
 // out), for verifiers of access tokens in the same process (internal/authn's KeySource). ID-token
 // keys are left out so that an ID token can never pass as an access token.
 func (m *Manager) PublicKeys(ctx context.Context) (jose.JSONWebKeySet, error) {
+	m.reloadIfOlder(ctx, publicKeysFreshness)
 	now := m.opts.Now()
 	m.mu.RLock()
 	defer m.mu.RUnlock()

@@ -10,8 +10,10 @@ import (
 	"github.com/fhirgate/fhirgate/internal/store/sqlstore"
 )
 
-func TestAuditAppendContract(t *testing.T) {
-	s := openSQLite(t)
+func TestAuditAppendContract(t *testing.T) { forEachDriver(t, testAuditAppendContract) }
+
+func testAuditAppendContract(t *testing.T, driver string) {
+	s := openDriver(t, driver)
 	ctx := context.Background()
 	now := time.Date(2026, 11, 23, 12, 0, 0, 123456000, time.FixedZone("X", 3600))
 	mk := func(seq int64, id string) sqlstore.AuditEntry {

@@ -46,8 +46,10 @@ func (s *Store) CommitOAuthTx(ctx context.Context) error {
 		return errors.New("sqlstore: no OAuth transaction in context")
 	}
 	if err := tx.Commit(); err != nil {
+		s.txEnded(tx, false)
 		return fmt.Errorf("sqlstore: commit: %w", err)
 	}
+	s.txEnded(tx, true)
 	return nil
 }
 
@@ -57,6 +59,7 @@ func (s *Store) RollbackOAuthTx(ctx context.Context) error {
 	if !ok {
 		return errors.New("sqlstore: no OAuth transaction in context")
 	}
+	s.txEnded(tx, false)
 	if err := tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
 		return fmt.Errorf("sqlstore: rollback: %w", err)
 	}

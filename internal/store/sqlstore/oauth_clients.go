@@ -74,6 +74,7 @@ func (s *Store) ListOAuthClients(ctx context.Context) ([]OAuthClient, error) {
 
 // DeleteOAuthClient removes a client and every outstanding grant issued to it.
 func (s *Store) DeleteOAuthClient(ctx context.Context, id string) error {
+	defer s.afterRevokingTx(ctx)()
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM oauth_clients WHERE client_id = $1`, id)
 		if err != nil {
@@ -163,6 +164,7 @@ func (s *Store) ListOAuthUsers(ctx context.Context) ([]OAuthUser, error) {
 
 // DeleteOAuthUser removes a user, their browser sessions and every grant issued on their behalf.
 func (s *Store) DeleteOAuthUser(ctx context.Context, username string) error {
+	defer s.afterRevokingTx(ctx)()
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM oauth_users WHERE username = $1`, username)
 		if err != nil {

@@ -91,6 +91,9 @@ func (s *Store) DeleteOAuthRequest(ctx context.Context, kind, signature string) 
 	if _, err := q.ExecContext(ctx, `DELETE FROM oauth_requests WHERE kind = $1 AND signature = $2`, kind, signature); err != nil {
 		return fmt.Errorf("sqlstore: delete %s: %w", kind, err)
 	}
+	if kind == KindAccess {
+		s.revocationCommitted(ctx)
+	}
 	return nil
 }
 
@@ -112,6 +115,7 @@ func (s *Store) RevokeAccessByRequestID(ctx context.Context, requestID string) e
 	if _, err := q.ExecContext(ctx, `DELETE FROM oauth_requests WHERE kind = 'access' AND request_id = $1`, requestID); err != nil {
 		return fmt.Errorf("sqlstore: revoke access grant: %w", err)
 	}
+	s.revocationCommitted(ctx)
 	return nil
 }
 
@@ -133,6 +137,7 @@ func (s *Store) RevokeJTI(ctx context.Context, jti string, exp time.Time) error 
 	if err != nil {
 		return fmt.Errorf("sqlstore: revoke jti: %w", err)
 	}
+	s.revocationCommitted(ctx)
 	return nil
 }
 
@@ -333,6 +338,7 @@ func (s *Store) ListActiveOAuthRequests(ctx context.Context, subject string, now
 // RevokeOAuthGrant revokes every refresh and access token of one grant of subject. It returns
 // ErrOAuthNotFound when subject has no record of that grant.
 func (s *Store) RevokeOAuthGrant(ctx context.Context, requestID, subject string) error {
+	defer s.afterRevokingTx(ctx)()
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM oauth_requests WHERE request_id = $1 AND subject = $2`, requestID, subject).Scan(&n); err != nil {

@@ -10,9 +10,11 @@ import (
 	"github.com/fhirgate/fhirgate/internal/store/sqlstore"
 )
 
-func TestOAuthSingleUse(t *testing.T) {
+func TestOAuthSingleUse(t *testing.T) { forEachDriver(t, testOAuthSingleUse) }
+
+func testOAuthSingleUse(t *testing.T, driver string) {
 	ctx := context.Background()
-	s := openSQLite(t)
+	s := openDriver(t, driver)
 	now := time.Unix(1_800_000_000, 0).UTC()
 	rec := sqlstore.OAuthRequest{Kind: sqlstore.KindCode, Signature: "sig", RequestID: "req", ClientID: "c", Subject: "u", ExpiresAt: now.Add(time.Minute), Data: []byte(`{}`)}
 	if err := s.CreateOAuthRequest(ctx, rec); err != nil {
@@ -47,9 +49,11 @@ func TestOAuthSingleUse(t *testing.T) {
 	}
 }
 
-func TestOAuthRevocationList(t *testing.T) {
+func TestOAuthRevocationList(t *testing.T) { forEachDriver(t, testOAuthRevocationList) }
+
+func testOAuthRevocationList(t *testing.T, driver string) {
 	ctx := context.Background()
-	s := openSQLite(t)
+	s := openDriver(t, driver)
 	now := time.Now().UTC().Truncate(time.Second)
 	for i, sig := range []string{"jti-1", "jti-2"} {
 		if err := s.CreateOAuthRequest(ctx, sqlstore.OAuthRequest{Kind: sqlstore.KindAccess, Signature: sig, RequestID: "grant", ClientID: "c",
@@ -83,9 +87,11 @@ func TestOAuthRevocationList(t *testing.T) {
 	}
 }
 
-func TestOAuthAssertionJTIAndLaunch(t *testing.T) {
+func TestOAuthAssertionJTIAndLaunch(t *testing.T) { forEachDriver(t, testOAuthAssertionJTIAndLaunch) }
+
+func testOAuthAssertionJTIAndLaunch(t *testing.T, driver string) {
 	ctx := context.Background()
-	s := openSQLite(t)
+	s := openDriver(t, driver)
 	now := time.Now().UTC().Truncate(time.Second)
 	if err := s.UseAssertionJTI(ctx, "c j1", now.Add(time.Minute), now); err != nil {
 		t.Fatal(err)
@@ -116,9 +122,11 @@ func TestOAuthAssertionJTIAndLaunch(t *testing.T) {
 	}
 }
 
-func TestOAuthTransactionRollback(t *testing.T) {
+func TestOAuthTransactionRollback(t *testing.T) { forEachDriver(t, testOAuthTransactionRollback) }
+
+func testOAuthTransactionRollback(t *testing.T, driver string) {
 	ctx := context.Background()
-	s := openSQLite(t)
+	s := openDriver(t, driver)
 	tctx, err := s.BeginOAuthTx(ctx)
 	if err != nil {
 		t.Fatal(err)

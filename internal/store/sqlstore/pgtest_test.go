@@ -180,3 +180,10 @@ func TestPostgresRetryLostRace(t *testing.T) {
 		t.Errorf("inTx = %v after %d runs, want boom after 1", err, runs)
 	}
 }
+
+// forEachDriver runs fn as a subtest per driver under test.
+func forEachDriver(t *testing.T, fn func(t *testing.T, driver string)) {
+	for _, d := range DriversUnderTest() {
+		t.Run(d, func(t *testing.T) { fn(t, d) })
+	}
+}

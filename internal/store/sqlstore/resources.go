@@ -91,6 +91,9 @@ func (s *Store) Create(ctx context.Context, typ string, body []byte, opts backen
 
 func (s *Store) createIn(ctx context.Context, tx *sql.Tx, typ string, body []byte, opts backend.CreateOptions) (*fhir.Resource, bool, error) {
 	if opts.IfNoneExist != nil {
+		if err := s.lockConditionalCreate(ctx, tx, typ, opts.IfNoneExist); err != nil {
+			return nil, false, err
+		}
 		pks, err := s.matchIDs(ctx, tx, opts.IfNoneExist, 2)
 		if err != nil {
 			return nil, false, err

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -123,15 +122,14 @@ var fixture = []struct {
 	{"Provenance", "prov1", "2023-01-01T00:00:00Z", false, []idx{ref("target", "Observation", "o1")}},
 }
 
-func openFixture(t testing.TB) *Store {
+func openFixture(t testing.TB) *Store { return openFixtureOn(t, "sqlite") }
+
+// openFixtureOn loads the fixture into a fresh store of driver.
+func openFixtureOn(t testing.TB, driver string) *Store {
 	t.Helper()
 	ctx := context.Background()
-	s, err := Open(ctx, Options{Driver: "sqlite", DSN: filepath.Join(t.TempDir(), "fixture.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
+	s := OpenTestStore(t, driver, Options{})
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		for _, f := range fixture {
 			deleted := 0
 			var body any = `{"resourceType":"` + f.typ + `","id":"` + f.id + `"}`
@@ -195,8 +193,10 @@ func ids(res *search.Result) (matches, included []string) {
 	return matches, included
 }
 
-func TestSearchCompiler(t *testing.T) {
-	s := openFixture(t)
+func TestSearchCompiler(t *testing.T) { forEachDriver(t, testSearchCompiler) }
+
+func testSearchCompiler(t *testing.T, driver string) {
+	s := openFixtureOn(t, driver)
 	tests := []struct {
 		typ, query string
 		want       []string // matches; sorted unless ordered
@@ -359,8 +359,10 @@ func TestSearchCompiler(t *testing.T) {
 	}
 }
 
-func TestSearchSystem(t *testing.T) {
-	s := openFixture(t)
+func TestSearchSystem(t *testing.T) { forEachDriver(t, testSearchSystem) }
+
+func testSearchSystem(t *testing.T, driver string) {
+	s := openFixtureOn(t, driver)
 	q := fixtureQuery(t, []string{"Observation", "Patient"}, "_id=o1,p1,org1")
 	res, err := s.search(context.Background(), s.read, q)
 	if err != nil {
@@ -373,8 +375,10 @@ func TestSearchSystem(t *testing.T) {
 	}
 }
 
-func TestSearchIncludes(t *testing.T) {
-	s := openFixture(t)
+func TestSearchIncludes(t *testing.T) { forEachDriver(t, testSearchIncludes) }
+
+func testSearchIncludes(t *testing.T, driver string) {
+	s := openFixtureOn(t, driver)
 	tests := []struct {
 		typ, query string
 		matches    []string
@@ -410,8 +414,10 @@ func TestSearchIncludes(t *testing.T) {
 }
 
 // TestSearchPaging walks every page of several orders: each match exactly once, in order.
-func TestSearchPaging(t *testing.T) {
-	s := openFixture(t)
+func TestSearchPaging(t *testing.T) { forEachDriver(t, testSearchPaging) }
+
+func testSearchPaging(t *testing.T, driver string) {
+	s := openFixtureOn(t, driver)
 	for _, tt := range []struct {
 		typ, query string
 	}{
@@ -461,8 +467,10 @@ func TestSearchPaging(t *testing.T) {
 	}
 }
 
-func TestSearchTotals(t *testing.T) {
-	s := openFixture(t)
+func TestSearchTotals(t *testing.T) { forEachDriver(t, testSearchTotals) }
+
+func testSearchTotals(t *testing.T, driver string) {
+	s := openFixtureOn(t, driver)
 	ctx := context.Background()
 	for _, tt := range []struct {
 		query   string
@@ -490,8 +498,10 @@ func TestSearchTotals(t *testing.T) {
 	}
 }
 
-func TestSearchBadCursor(t *testing.T) {
-	s := openFixture(t)
+func TestSearchBadCursor(t *testing.T) { forEachDriver(t, testSearchBadCursor) }
+
+func testSearchBadCursor(t *testing.T, driver string) {
+	s := openFixtureOn(t, driver)
 	for _, c := range []string{"x", "eyJwIjowfQ", "eyJwIjoxLCJ2IjpbImkxIiwiaTIiXX0", "eyJwIjoxLCJ2IjpbInoxIl19"} {
 		q := fixtureQuery(t, []string{"Observation"}, "_sort=date")
 		q.Cursor = c

@@ -57,9 +57,9 @@ var searchResources = []struct{ typ, id, body string }{
 
 var searchRegistry = sync.OnceValues(search.DefaultRegistry)
 
-func loadSearchStore(t *testing.T) *sqlstore.Store {
+func loadSearchStore(t *testing.T, driver string) *sqlstore.Store {
 	t.Helper()
-	s := openSQLite(t)
+	s := openDriver(t, driver)
 	ctx := context.Background()
 	for _, r := range searchResources {
 		if _, _, err := s.Update(ctx, r.typ, r.id, []byte(r.body), backend.UpdateOptions{}); err != nil {
@@ -100,8 +100,10 @@ func resultIDs(rs []*fhir.Resource) []string {
 	return out
 }
 
-func TestSearchThroughBackend(t *testing.T) {
-	s := loadSearchStore(t)
+func TestSearchThroughBackend(t *testing.T) { forEachDriver(t, testSearchThroughBackend) }
+
+func testSearchThroughBackend(t *testing.T, driver string) {
+	s := loadSearchStore(t, driver)
 	ctx := context.Background()
 	tests := []struct {
 		typ, query string
@@ -194,7 +196,11 @@ func TestSearchThroughBackend(t *testing.T) {
 }
 
 func TestSearchIncludesThroughBackend(t *testing.T) {
-	s := loadSearchStore(t)
+	forEachDriver(t, testSearchIncludesThroughBackend)
+}
+
+func testSearchIncludesThroughBackend(t *testing.T, driver string) {
+	s := loadSearchStore(t, driver)
 	ctx := context.Background()
 	tests := []struct {
 		typ, query        string
@@ -224,8 +230,10 @@ func TestSearchIncludesThroughBackend(t *testing.T) {
 }
 
 // TestSearchPagingThroughBackend walks every page: no duplicates, nothing missing, in order.
-func TestSearchPagingThroughBackend(t *testing.T) {
-	s := loadSearchStore(t)
+func TestSearchPagingThroughBackend(t *testing.T) { forEachDriver(t, testSearchPagingThroughBackend) }
+
+func testSearchPagingThroughBackend(t *testing.T, driver string) {
+	s := loadSearchStore(t, driver)
 	ctx := context.Background()
 	for _, query := range []string{"_sort=-date", "_sort=code,-_lastUpdated", "", "status=final,amended,preliminary&_sort=status"} {
 		full, err := s.Search(ctx, parseSearch(t, "Observation", query))
@@ -261,8 +269,10 @@ func TestSearchPagingThroughBackend(t *testing.T) {
 	}
 }
 
-func TestConditionalCreateUsesSearch(t *testing.T) {
-	s := loadSearchStore(t)
+func TestConditionalCreateUsesSearch(t *testing.T) { forEachDriver(t, testConditionalCreateUsesSearch) }
+
+func testConditionalCreateUsesSearch(t *testing.T, driver string) {
+	s := loadSearchStore(t, driver)
 	ctx := context.Background()
 	res, created, err := s.Create(ctx, "Patient", []byte(`{"resourceType":"Patient"}`), backend.CreateOptions{IfNoneExist: parseSearch(t, "Patient", "identifier=http://ids|111")})
 	if err != nil || created || res.ID != "pat-1" {
@@ -279,7 +289,11 @@ func TestConditionalCreateUsesSearch(t *testing.T) {
 }
 
 func TestCompartmentSearchThroughBackend(t *testing.T) {
-	s := loadSearchStore(t)
+	forEachDriver(t, testCompartmentSearchThroughBackend)
+}
+
+func testCompartmentSearchThroughBackend(t *testing.T, driver string) {
+	s := loadSearchStore(t, driver)
 	ctx := context.Background()
 	for _, tt := range []struct {
 		typ, query, patient string

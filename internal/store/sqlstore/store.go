@@ -73,6 +73,8 @@ type Store struct {
 	registry  *search.Registry
 	now       func() time.Time
 	log       *slog.Logger
+	// revHook tells the revocation cache of new revocations (revocations.go).
+	revHook revocationHook
 }
 
 // Open connects, runs pending migrations and returns the store.

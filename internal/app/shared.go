@@ -1,0 +1,96 @@
+package app
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/fhirgate/fhirgate/internal/authn"
+	"github.com/fhirgate/fhirgate/internal/authserver"
+	"github.com/fhirgate/fhirgate/internal/sharedstate"
+)
+
+// sharedState is what several instances share through Redis (config: redis, or the rate
+// limiter's Redis): revocation notices in front of a per-instance cache, the assertion jti replay
+// cache, login throttling. Nil parts mean one instance on its own (no Redis configured).
+type sharedState struct {
+	client      *sharedstate.Client
+	revocations *sharedstate.Revocations
+	jtis        *sharedstate.JTIs
+	throttle    *sharedstate.LoginThrottle
+}
+
+// openShared connects the shared state when Redis is configured, registers the revocation hook
+// on the store and starts the subscription (stopped by a.stop).
+func (a *App) openShared(ctx context.Context) error {
+	rc := a.cfg.SharedRedis()
+	client, err := sharedstate.Dial(rc, a.lookup, a.log)
+	if err != nil {
+		return fmt.Errorf("shared state: %w", err)
+	}
+	a.shared = &sharedState{client: client}
+	if client == nil {
+		return nil
+	}
+	if err := client.Ping(ctx); err != nil {
+		a.log.Warn("redis does not answer; instances share state through the database until it does", "error", err)
+	}
+	s := a.shared
+	s.revocations = sharedstate.NewRevocations(a.store, client, rc.RevocationCacheTTL)
+	s.jtis = sharedstate.NewJTIs(a.store, client)
+	s.throttle = sharedstate.NewLoginThrottle(client, a.cfg.Auth.WithDefaults().Login)
+	a.store.OnRevocation(s.revocations.Notify)
+	return nil
+}
+
+// runShared runs the revocation subscription until ctx is done.
+func (a *App) runShared(ctx context.Context) {
+	if a.shared == nil || a.shared.revocations == nil {
+		return
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.shared.revocations.Run(ctx)
+	}()
+}
+
+// revoker is the revocation check of the FHIR side: the cache when shared state is on.
+func (a *App) revoker() authn.Revoker {
+	if a.shared != nil && a.shared.revocations != nil {
+		return a.shared.revocations
+	}
+	return a.store
+}
+
+// withShared sets the authorization server's shared throttle and jti cache, if any.
+func (a *App) withShared(cfg authserver.Config) authserver.Config {
+	if a.shared != nil && a.shared.client != nil {
+		cfg.SharedThrottle = a.shared.throttle
+		cfg.AssertionJTIs = a.shared.jtis
+	}
+	return cfg
+}
+
+// sharedReady is the /readyz line of the shared state. Redis being down does not make the
+// instance unready: it falls back to the database, correct but slower.
+func (a *App) sharedReady(ctx context.Context) string {
+	if a.shared == nil || a.shared.client == nil {
+		return "shared state: off (single instance)\n"
+	}
+	if err := a.shared.client.Ping(ctx); err != nil {
+		a.log.Warn("shared state degraded: redis", "error", err)
+		return "shared state: degraded (redis unavailable; using the database)\n"
+	}
+	if !a.shared.revocations.Cached() {
+		return "shared state: degraded (revocation notices not subscribed yet; using the database)\n"
+	}
+	return "shared state: ok (redis)\n"
+}
+
+func (a *App) closeShared() error {
+	if a.shared == nil {
+		return nil
+	}
+	a.store.OnRevocation(nil)
+	return a.shared.client.Close()
+}
