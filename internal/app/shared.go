@@ -23,7 +23,7 @@ type sharedState struct {
 // on the store and starts the subscription (stopped by a.stop).
 func (a *App) openShared(ctx context.Context) error {
 	rc := a.cfg.SharedRedis()
-	client, err := sharedstate.Dial(rc, a.lookup, a.log)
+	client, err := sharedstate.Dial(rc, a.lookup, a.log, a.metrics.RedisHook())
 	if err != nil {
 		return fmt.Errorf("shared state: %w", err)
 	}

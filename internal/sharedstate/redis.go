@@ -26,8 +26,8 @@ type Client struct {
 
 // Dial makes a client for cfg (config.Config.SharedRedis) without waiting for Redis to answer:
 // Ping reports that. lookup reads the password variable. It returns nil, nil when cfg.Addr is
-// empty (shared state off).
-func Dial(cfg config.Redis, lookup func(string) (string, bool), log *slog.Logger) (*Client, error) {
+// empty (shared state off). hooks are added to the Redis client (latency metrics).
+func Dial(cfg config.Redis, lookup func(string) (string, bool), log *slog.Logger, hooks ...redis.Hook) (*Client, error) {
 	if cfg.Addr == "" {
 		return nil, nil
 	}
@@ -53,7 +53,11 @@ func Dial(cfg config.Redis, lookup func(string) (string, bool), log *slog.Logger
 		host, _, _ := strings.Cut(cfg.Addr, ":")
 		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
 	}
-	c := NewClient(redis.NewClient(opts), cfg.KeyPrefix, cfg.Timeout, log)
+	rdb := redis.NewClient(opts)
+	for _, h := range hooks {
+		rdb.AddHook(h)
+	}
+	c := NewClient(rdb, cfg.KeyPrefix, cfg.Timeout, log)
 	c.owned = true
 	return c, nil
 }
