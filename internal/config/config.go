@@ -56,6 +56,8 @@ type Config struct {
 	Audit Audit `yaml:"audit"`
 	// Policy configures access decisions beyond the scopes (user/ reach, 404 vs 403, shadow).
 	Policy Policy `yaml:"policy"`
+	// Upstream, when its URL is set, serves the FHIR resources from an existing FHIR server.
+	Upstream Upstream `yaml:"upstream"`
 }
 
 // Storage selects the backend of every store.
@@ -89,6 +91,8 @@ type FHIR struct {
 	// PageTokenKeyEnv names the environment variable with the key that signs paging links; when
 	// unset a random key is made at start (links then do not survive a restart).
 	PageTokenKeyEnv string `yaml:"page_token_key_env"`
+	// Security switches the token checks (smart, or off for a plain upstream).
+	Security FHIRSecurity `yaml:"security"`
 }
 
 // Client is an OAuth client registration in RFC 7591 client metadata form.
@@ -151,6 +155,8 @@ func Default() Config {
 		Gateway: DefaultGateway(),
 		Audit:   DefaultAudit(),
 		Policy:  DefaultPolicy(),
+
+		Upstream: DefaultUpstream(),
 	}
 }
 
@@ -246,6 +252,7 @@ func (c *Config) Validate() error {
 	c.Gateway.validate(&v)
 	c.Audit.validate(&v)
 	c.Policy.validate(&v)
+	c.validateUpstream(&v)
 	return v.Err()
 }
 
