@@ -374,7 +374,22 @@ func (b *Backend) Delete(ctx context.Context, typ, id string) (*fhir.Resource, e
 	if r.status == http.StatusNotFound || r.status == http.StatusGone {
 		return nil, nil
 	}
-	return nil, b.mapStatus(ctx, r, typ, id)
+	if err := b.mapStatus(ctx, r, typ, id); err != nil {
+		return nil, err
+	}
+	v, ok := parseETag(r.header.Get("ETag"))
+	if !ok {
+		// The upstream did not say which version the delete made (many servers do not).
+		return nil, nil
+	}
+	return &fhir.Resource{Type: typ, ID: id, VersionID: v, Deleted: true, LastUpdated: time.Now().UTC()}, nil
+}
+
+// parseETag reads a version ETag, W/"3" or "3".
+func parseETag(tag string) (int64, bool) {
+	tag = strings.Trim(strings.TrimPrefix(strings.TrimSpace(tag), "W/"), `"`)
+	v, err := strconv.ParseInt(tag, 10, 64)
+	return v, err == nil && v > 0
 }
 
 // bundle is the part of an upstream Bundle the backend reads.
@@ -395,6 +410,10 @@ type bundle struct {
 			Method string `json:"method"`
 			URL    string `json:"url"`
 		} `json:"request"`
+		Response *struct {
+			Etag         string `json:"etag"`
+			LastModified string `json:"lastModified"`
+		} `json:"response"`
 	} `json:"entry"`
 }
 
@@ -590,7 +609,16 @@ func (b *Backend) History(ctx context.Context, hq backend.HistoryQuery) (*backen
 				continue
 			}
 			v, _ := strconv.ParseInt(ver, 10, 64)
-			he.Resource = &fhir.Resource{Type: typ, ID: id, VersionID: v, Deleted: true}
+			del := &fhir.Resource{Type: typ, ID: id, VersionID: v, Deleted: true}
+			if e.Response != nil {
+				if ev, ok := parseETag(e.Response.Etag); ok {
+					del.VersionID = ev
+				}
+				if t, err := time.Parse(time.RFC3339Nano, e.Response.LastModified); err == nil {
+					del.LastUpdated = t.UTC()
+				}
+			}
+			he.Resource = del
 			he.Method = http.MethodDelete
 		}
 		page.Entries = append(page.Entries, he)
