@@ -42,7 +42,9 @@ type App struct {
 	registry *search.Registry
 	store    *sqlstore.Store
 	// backend holds the FHIR resources: the store, or an upstream FHIR server (proxy mode).
-	backend  backend.Backend
+	backend backend.Backend
+	// tenants are the further FHIR bases at /t/{name}/fhir.
+	tenants  []*tenant
 	auth     *authserver.Server
 	audit    *audit.Trail
 	verifier *authn.Verifier
@@ -213,6 +215,9 @@ func (a *App) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := a.buildTenants(ctx, tenantDeps{validator: validator, bundleVal: validator, matcher: matcher, membership: membership, pageKey: pageKey}); err != nil {
+		return err
+	}
 	a.gw, err = gateway.New(a.cfg.Gateway, gateway.Deps{
 		Logger: a.log, Identify: identify, AllowedOrigin: allowedOrigins(clients), LookupEnv: a.lookup,
 		OnReject: a.metrics.RateLimitRejected,
@@ -301,6 +306,7 @@ func (a *App) publicRoutes() http.Handler {
 	mux.Handle("/auth/", loginH)
 	mux.Handle(authserver.PathEHR, loginH)
 	mux.Handle(authserver.PathEHR+"/", loginH)
+	a.mountTenants(mux, wrap)
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", a.readyz)
 	mux.HandleFunc("GET /{$}", a.home)

@@ -58,6 +58,8 @@ type Config struct {
 	Policy Policy `yaml:"policy"`
 	// Upstream, when its URL is set, serves the FHIR resources from an existing FHIR server.
 	Upstream Upstream `yaml:"upstream"`
+	// Tenants are further FHIR bases at {base_url}/t/{name}/fhir.
+	Tenants []Tenant `yaml:"tenants"`
 }
 
 // Storage selects the backend of every store.
@@ -253,6 +255,7 @@ func (c *Config) Validate() error {
 	c.Audit.validate(&v)
 	c.Policy.validate(&v)
 	c.validateUpstream(&v)
+	c.validateTenants(&v)
 	return v.Err()
 }
 
