@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/authn"
 	"github.com/fhirgate/fhirgate/internal/authn/external"
 	"github.com/fhirgate/fhirgate/internal/bundle"
@@ -115,7 +116,7 @@ func (a *App) buildTenant(ctx context.Context, key string, tc config.Tenant, dep
 	api, err := fhirapi.New(fhirapi.Options{
 		Backend: b, Registry: a.registry, Validator: deps.validator,
 		Authenticator: smartVersions{next: ver, v1: slices.Contains(versions, "v1"), v2: slices.Contains(versions, "v2")},
-		Policy:        engine, Observe: a.observeDecision, Audit: a.audit,
+		Policy:        engine, Observe: a.observeDecision, Audit: tenantRecorder{next: a.audit, tenant: tc.Name},
 		// AuditLog stays nil: the audit trail spans every tenant and is read on the admin side,
 		// never through a tenant's FHIR API.
 		Bundles: &bundle.Processor{
@@ -220,4 +221,16 @@ func (a *App) mountTenants(mux *http.ServeMux, wrap func(group string, h http.Ha
 		mux.Handle(prefix+"/fhir/.well-known/smart-configuration", disc)
 		mux.Handle(prefix+"/fhir/metadata", wrap(config.GroupDiscovery, http.StripPrefix(prefix, t.api)))
 	}
+}
+
+// tenantRecorder marks every audit event of a tenant's FHIR API with the tenant (the BALP
+// AuditEvent's source site).
+type tenantRecorder struct {
+	next   audit.Recorder
+	tenant string
+}
+
+func (t tenantRecorder) Record(ctx context.Context, e audit.Event) error {
+	e.Tenant = t.tenant
+	return t.next.Record(ctx, e)
 }
