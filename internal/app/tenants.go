@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -124,7 +126,7 @@ func (a *App) buildTenant(ctx context.Context, key string, tc config.Tenant, dep
 			Parse:      bundle.SearchParser(a.registry, base, maxCount),
 			MaxEntries: a.cfg.Gateway.FHIRLimits.MaxBundleEntries, Log: a.log,
 		},
-		BaseURL: base, DefaultCount: defCount, MaxCount: maxCount, PageKey: deps.pageKey,
+		BaseURL: base, DefaultCount: defCount, MaxCount: maxCount, PageKey: tenantPageKey(deps.pageKey, tc.Name),
 		MaxBodyBytes: a.cfg.Gateway.BodyLimit(config.GroupFHIR), Security: security,
 		Software: "fhirgate", Version: a.version, Logger: a.log.With("tenant", tc.Name),
 	})
@@ -187,6 +189,10 @@ func (s smartVersions) Authenticate(ctx context.Context, authorization string) (
 	if err != nil || (s.v1 && s.v2) {
 		return p, err
 	}
+	// A copy: the verifier may hand the same cached principal to concurrent requests.
+	cp := *p
+	p = &cp
+	p.DroppedScopes = slices.Clone(p.DroppedScopes)
 	keep := p.Scopes[:0:0]
 	for _, sc := range p.Scopes {
 		if sc.IsResource() && ((sc.Syntax == smart.SyntaxV1 && !s.v1) || (sc.Syntax == smart.SyntaxV2 && !s.v2)) {
@@ -233,4 +239,16 @@ type tenantRecorder struct {
 func (t tenantRecorder) Record(ctx context.Context, e audit.Event) error {
 	e.Tenant = t.tenant
 	return t.next.Record(ctx, e)
+}
+
+// tenantPageKey derives a tenant's paging-link key from the deployment's, so that a page link
+// of one tenant is never valid on another (every tenant's API sees the same /fhir paths). Nil
+// stays nil: the API then makes a random key of its own.
+func tenantPageKey(key []byte, tenant string) []byte {
+	if len(key) == 0 {
+		return nil
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("fhirgate tenant page links\x00" + tenant))
+	return m.Sum(nil)
 }

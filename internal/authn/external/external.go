@@ -377,7 +377,8 @@ func (v *Verifier) introspect(ctx context.Context, token string) (*authn.Princip
 	c, ok := v.cache[key]
 	v.mu.Unlock()
 	if ok && now.Before(c.expires) {
-		return c.p, nil
+		cp := *c.p
+		return &cp, nil
 	}
 	form := url.Values{"token": {token}, "token_type_hint": {"access_token"}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, v.disc.IntrospectionEndpoint, strings.NewReader(form.Encode()))
@@ -435,7 +436,8 @@ func (v *Verifier) introspect(ctx context.Context, token string) (*authn.Princip
 	if len(v.cache) >= maxCache {
 		clear(v.cache)
 	}
-	v.cache[key] = cached{p: p, expires: until}
+	keep := *p
+	v.cache[key] = cached{p: &keep, expires: until}
 	v.mu.Unlock()
 	return p, nil
 }
