@@ -31,6 +31,36 @@ type plainUpstream struct {
 // parameter would: the proxy must not leak what it then returns.
 func startPlainUpstream(t *testing.T, ignore string) *plainUpstream {
 	t.Helper()
+	var up *plainUpstream
+	up = startPlainUpstreamWith(t, func(r *http.Request) {
+		if ignore == "" {
+			return
+		}
+		q := r.URL.Query()
+		if vals, ok := q[ignore]; ok {
+			var keep []string
+			for _, v := range vals {
+				if strings.Contains(v, "|") {
+					up.stripped.Add(1)
+					continue
+				}
+				keep = append(keep, v)
+			}
+			if keep == nil {
+				q.Del(ignore)
+			} else {
+				q[ignore] = keep
+			}
+			r.URL.RawQuery = q.Encode()
+		}
+	})
+	return up
+}
+
+// startPlainUpstreamWith starts the unsecured upstream behind a handler that may rewrite each
+// request (nil: none).
+func startPlainUpstreamWith(t *testing.T, rewrite func(r *http.Request)) *plainUpstream {
+	t.Helper()
 	ctx := context.Background()
 	srv := httptest.NewUnstartedServer(nil)
 	base := "http://" + srv.Listener.Addr().String()
@@ -61,24 +91,8 @@ func startPlainUpstream(t *testing.T, ignore string) *plainUpstream {
 	h := a.Handler()
 	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		up.requests.Add(1)
-		if ignore != "" {
-			q := r.URL.Query()
-			if vals, ok := q[ignore]; ok {
-				var keep []string
-				for _, v := range vals {
-					if strings.Contains(v, "|") {
-						up.stripped.Add(1)
-						continue
-					}
-					keep = append(keep, v)
-				}
-				if keep == nil {
-					q.Del(ignore)
-				} else {
-					q[ignore] = keep
-				}
-				r.URL.RawQuery = q.Encode()
-			}
+		if rewrite != nil {
+			rewrite(r)
 		}
 		h.ServeHTTP(w, r)
 	})
@@ -117,5 +131,49 @@ func TestPatientIsolationThroughProxy(t *testing.T) {
 			}
 			t.Logf("upstream answered %d requests, ignored %d narrowing values", up.requests.Load(), up.stripped.Load())
 		})
+	}
+}
+
+// An upstream that ignores the compartment altogether (a compartment search answers every
+// patient's resources) or answers another resource than the one asked: the proxy's response
+// filter and checks keep A's answers to A's data.
+func TestProxyLyingUpstream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds two servers with 20 demo patients")
+	}
+	var rewritten atomic.Int64
+	up := startPlainUpstreamWith(t, func(r *http.Request) {
+		parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+		switch {
+		case len(parts) == 4 && parts[1] == "Patient" && r.Method == http.MethodGet:
+			// fhir/Patient/{id}/{type}: drop the compartment.
+			r.URL.Path = "/fhir/" + parts[3]
+			rewritten.Add(1)
+		case len(parts) == 3 && parts[1] == "Patient" && parts[2] == patientA:
+			// A read of A's Patient answers B's.
+			r.URL.Path = "/fhir/Patient/" + patientB
+			rewritten.Add(1)
+		}
+	})
+	s := startIsolationServer(t, func(c *config.Config) { c.Upstream.URL = up.url })
+	token, _, _ := s.browser().patientToken("alice", "alice-demo-password", "launch/patient patient/*.rs")
+	for _, path := range []string{"/Observation?_count=50", "/Condition", "/Patient/" + patientA + "/Observation", "/Encounter?_revinclude=Observation:encounter"} {
+		r := s.walk(request{method: "GET", path: path}, token)
+		if r.status != http.StatusOK {
+			t.Fatalf("%s = %d", path, r.status)
+		}
+		s.noOtherPatient(t, path, r)
+		if len(r.matches) == 0 {
+			t.Errorf("%s: none of A's resources came back", path)
+		}
+		if r.total != nil {
+			t.Errorf("%s: a total from the upstream was passed on (trust_totals is off)", path)
+		}
+	}
+	if r := s.do("GET", "/Patient/"+patientA, token, "", ""); r.status == http.StatusOK || strings.Contains(r.raw, patientB) {
+		t.Errorf("a read answered with another patient: %d %.300s", r.status, r.raw)
+	}
+	if rewritten.Load() == 0 {
+		t.Fatal("the lying upstream was never exercised")
 	}
 }

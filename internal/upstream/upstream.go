@@ -214,7 +214,9 @@ func (b *Backend) resource(body []byte, typ, id string) (*fhir.Resource, error) 
 		return nil, err
 	}
 	if res.Type != typ || (id != "" && res.ID != id) {
-		return nil, upstreamFailed(fmt.Sprintf("the upstream FHIR server answered %s/%s for %s/%s", res.Type, res.ID, typ, id))
+		// Never name what came back: it may be a resource the caller may not see.
+		b.opts.Logger.Warn("the upstream answered another resource than the one asked", "asked_type", typ, "answered_type", res.Type)
+		return nil, upstreamFailed("the upstream FHIR server answered another resource than the one asked")
 	}
 	return res, nil
 }
