@@ -26,7 +26,11 @@ func TestUpstreamAndSecurityValidation(t *testing.T) {
 		}, nil},
 		{"credentials in the URL", func(c *Config) { c.Upstream.URL = "https://u:p@fhir.internal/R4" }, []string{"upstream.url"}},
 		{"not a URL", func(c *Config) { c.Upstream.URL = "fhir.internal" }, []string{"upstream.url"}},
-		{"bad limits", func(c *Config) { c.Upstream.URL = "http://x/fhir"; c.Upstream.Timeout = 0; c.Upstream.MaxResponseBytes = 1 }, []string{"upstream.timeout", "upstream.max_response_bytes"}},
+		{"bad limits", func(c *Config) {
+			c.Upstream.URL = "http://x/fhir"
+			c.Upstream.Timeout = 0
+			c.Upstream.MaxResponseBytes = 1
+		}, []string{"upstream.timeout", "upstream.max_response_bytes"}},
 		{"header without name or value", func(c *Config) { c.Upstream.URL = "http://x/fhir"; c.Upstream.Auth.Mode = "header" }, []string{"upstream.auth.header", "upstream.auth.value_env"}},
 		{"client_credentials incomplete", func(c *Config) { c.Upstream.URL = "http://x/fhir"; c.Upstream.Auth.Mode = "client_credentials" },
 			[]string{"upstream.auth.token_url", "upstream.auth.client_id", "upstream.auth.client_secret_env"}},
