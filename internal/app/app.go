@@ -18,6 +18,7 @@ import (
 	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/authn"
 	"github.com/fhirgate/fhirgate/internal/authserver"
+	"github.com/fhirgate/fhirgate/internal/backend"
 	"github.com/fhirgate/fhirgate/internal/bundle"
 	"github.com/fhirgate/fhirgate/internal/config"
 	"github.com/fhirgate/fhirgate/internal/explain"
@@ -40,6 +41,10 @@ type App struct {
 	lookup   func(string) (string, bool)
 	registry *search.Registry
 	store    *sqlstore.Store
+	// backend holds the FHIR resources: the store, or an upstream FHIR server (proxy mode).
+	backend backend.Backend
+	// tenants are the further FHIR bases at /t/{name}/fhir.
+	tenants  []*tenant
 	auth     *authserver.Server
 	audit    *audit.Trail
 	verifier *authn.Verifier
@@ -101,6 +106,11 @@ func (a *App) build(ctx context.Context) error {
 		a.demo = newDemoAccounts(a.cfg)
 	}
 	a.metrics = metrics.New()
+	fhirBackend, err := a.fhirBackend()
+	if err != nil {
+		return err
+	}
+	a.backend = fhirBackend
 	shutdownTracing, err := tracing.Setup(ctx, a.cfg.Gateway.Tracing)
 	if err != nil {
 		return fmt.Errorf("tracing: %w", err)
@@ -122,7 +132,7 @@ func (a *App) build(ctx context.Context) error {
 	}
 	a.auth, err = authserver.New(ctx, a.withShared(authserver.Config{
 		Issuer: a.cfg.Issuer(), FHIRBase: a.cfg.FHIRBase(), Store: a.store, Keys: kms,
-		Patients: patientLister{a.store, a.registry}, Auth: a.cfg.Auth,
+		Patients: patientLister{a.backend, a.registry}, Auth: a.cfg.Auth,
 		InitialAccessToken: initialAccessToken, Logger: a.log, Audit: a.audit, TokenIssued: a.metrics.TokenIssued,
 		MutualTLS: a.cfg.Gateway.TLS.Enabled() && a.cfg.Gateway.TLS.ClientAuth != "" && a.cfg.Gateway.TLS.ClientAuth != "none",
 	}))
@@ -186,17 +196,17 @@ func (a *App) build(ctx context.Context) error {
 	}
 	limits := a.cfg.Gateway.FHIRLimits
 	a.fhir, err = fhirapi.New(fhirapi.Options{
-		Backend:       timedBackend{a.store, a.metrics},
+		Backend:       timedBackend{a.backend, a.metrics},
 		Registry:      a.registry,
 		Validator:     validator,
-		Authenticator: a.verifier,
+		Authenticator: a.fhirAuthenticator(),
 		Policy:        a.engine,
 		Observe:       a.observeDecision,
 		Audit:         a.audit,
 		AuditLog:      a.store,
 		AuditorRole:   a.cfg.Audit.AuditorRole,
 		Bundles: &bundle.Processor{
-			Backend: a.store, Validator: validator, BaseURL: a.cfg.FHIRBase(),
+			Backend: a.backend, Validator: validator, BaseURL: a.cfg.FHIRBase(),
 			Parse:      bundle.SearchParser(a.registry, a.cfg.FHIRBase(), a.cfg.FHIR.MaxCount),
 			MaxEntries: limits.MaxBundleEntries, Log: a.log,
 		},
@@ -214,6 +224,9 @@ func (a *App) build(ctx context.Context) error {
 		Logger:   a.log,
 	})
 	if err != nil {
+		return err
+	}
+	if err := a.buildTenants(ctx, tenantDeps{validator: validator, bundleVal: validator, matcher: matcher, membership: membership, pageKey: pageKey}); err != nil {
 		return err
 	}
 	a.gw, err = gateway.New(a.cfg.Gateway, gateway.Deps{
@@ -238,7 +251,7 @@ func (a *App) build(ctx context.Context) error {
 
 // policyEngine builds the enforced rule set and, in audit-only mode, the shadow one.
 func (a *App) policyEngine(matcher policy.Matcher, membership policy.Membership) (*policy.Engine, error) {
-	careTeams := careTeamSource{b: a.store, reg: a.registry}
+	careTeams := careTeamSource{b: a.backend, reg: a.registry}
 	ua, err := policy.NewUserAccess(a.cfg.Policy.UserAccess, careTeams)
 	if err != nil {
 		return nil, err
@@ -304,6 +317,7 @@ func (a *App) publicRoutes() http.Handler {
 	mux.Handle("/auth/", loginH)
 	mux.Handle(authserver.PathEHR, loginH)
 	mux.Handle(authserver.PathEHR+"/", loginH)
+	a.mountTenants(mux, wrap)
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", a.readyz)
 	mux.HandleFunc("GET /{$}", a.home)

@@ -11,6 +11,12 @@ import (
 
 // LoadDemo loads the demo data set when the store does not hold it yet, and prints what is there.
 func (a *App) LoadDemo(ctx context.Context, out io.Writer) error {
+	if a.cfg.Upstream.URL != "" {
+		// Proxy mode: the FHIR data lives upstream; only the demo accounts are local.
+		fmt.Fprintf(out, "proxy mode: the demo data set is not loaded here; load it into the upstream FHIR server (%s)\n", a.cfg.Upstream.URL)
+		a.printDemoLogins(out)
+		return nil
+	}
 	present, err := demo.Present(ctx, a.store)
 	if err != nil {
 		return err

@@ -131,7 +131,11 @@ func (s *server) sysWalk(rq request, fresh bool) result {
 	return r
 }
 
-func newIsolationServer(t *testing.T) *server {
+func newIsolationServer(t *testing.T) *server { return startIsolationServer(t, nil) }
+
+// startIsolationServer builds the server the suite runs against with the demo accounts (and,
+// unless configure puts it in proxy mode, the demo data); configure adjusts the config.
+func startIsolationServer(t *testing.T, configure func(*config.Config)) *server {
 	t.Helper()
 	ctx := context.Background()
 	srv := httptest.NewUnstartedServer(nil)
@@ -144,6 +148,9 @@ func newIsolationServer(t *testing.T) *server {
 	cfg.AdminAddr = ""
 	// The suite sends hundreds of requests per patient: quotas are not what it tests.
 	cfg.Gateway.RateLimit.Enabled = false
+	if configure != nil {
+		configure(&cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -683,8 +690,11 @@ func TestPatientIsolationDifferential(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the whole server with 20 demo patients")
 	}
-	s := newIsolationServer(t)
+	runIsolationSuite(t, newIsolationServer(t))
+}
 
+// runIsolationSuite runs the differential suite against s (the server itself, or a proxy).
+func runIsolationSuite(t *testing.T, s *server) {
 	// Ids read directly: A's and B's resources of a few types, and a shared one.
 	universe := map[string]result{}
 	for _, typ := range []string{"Observation", "Condition", "Encounter", "Patient", "Practitioner", "MedicationRequest", "DiagnosticReport"} {

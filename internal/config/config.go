@@ -58,6 +58,10 @@ type Config struct {
 	Policy Policy `yaml:"policy"`
 	// Redis configures the state several instances share (revocations, jtis, login throttling).
 	Redis Redis `yaml:"redis"`
+	// Upstream, when its URL is set, serves the FHIR resources from an existing FHIR server.
+	Upstream Upstream `yaml:"upstream"`
+	// Tenants are further FHIR bases at {base_url}/t/{name}/fhir.
+	Tenants []Tenant `yaml:"tenants"`
 }
 
 // Storage selects the backend of every store.
@@ -91,6 +95,8 @@ type FHIR struct {
 	// PageTokenKeyEnv names the environment variable with the key that signs paging links; when
 	// unset a random key is made at start (links then do not survive a restart).
 	PageTokenKeyEnv string `yaml:"page_token_key_env"`
+	// Security switches the token checks (smart, or off for a plain upstream).
+	Security FHIRSecurity `yaml:"security"`
 }
 
 // Client is an OAuth client registration in RFC 7591 client metadata form.
@@ -156,13 +162,14 @@ func Default() Config {
 			MaxIdleConns:    10,
 			ConnMaxLifetime: 30 * time.Minute,
 		},
-		Log:     Log{Level: "info", Format: "text"},
-		FHIR:    FHIR{DefaultCount: 50, MaxCount: 1000, PageTokenKeyEnv: "FHIRGATE_PAGE_TOKEN_KEY"},
-		Auth:    DefaultAuth(),
-		Gateway: DefaultGateway(),
-		Audit:   DefaultAudit(),
-		Policy:  DefaultPolicy(),
-		Redis:   DefaultRedis(),
+		Log:      Log{Level: "info", Format: "text"},
+		FHIR:     FHIR{DefaultCount: 50, MaxCount: 1000, PageTokenKeyEnv: "FHIRGATE_PAGE_TOKEN_KEY"},
+		Auth:     DefaultAuth(),
+		Gateway:  DefaultGateway(),
+		Audit:    DefaultAudit(),
+		Policy:   DefaultPolicy(),
+		Redis:    DefaultRedis(),
+		Upstream: DefaultUpstream(),
 	}
 }
 
@@ -259,6 +266,8 @@ func (c *Config) Validate() error {
 	c.Audit.validate(&v)
 	c.Policy.validate(&v)
 	c.Redis.validate(&v)
+	c.validateUpstream(&v)
+	c.validateTenants(&v)
 	return v.Err()
 }
 
