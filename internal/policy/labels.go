@@ -1,0 +1,257 @@
+package policy
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/fhirgate/fhirgate/internal/authn"
+	"github.com/fhirgate/fhirgate/internal/fhir/search"
+)
+
+// The code systems of the security labels the engine enforces (FHIR R4 security-labels.html).
+const (
+	ConfidentialitySystem = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+	ActCodeSystem         = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+	ObservationValueSys   = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
+)
+
+// DefaultSensitivityCodes are the v3 ActCode sensitivity codes enforced when LabelPolicy names
+// none: the HL7 Healthcare Privacy and Security Classification System's information
+// sensitivity codes (_InformationSensitivityPolicy, ActInformationSensitivityPolicy and its
+// specialisations). A resource labelled with one of them is visible only to a clearance that
+// lists it.
+var DefaultSensitivityCodes = []string{
+	"ETH", "GDIS", "HIV", "MST", "SCA", "SDV", "SEX", "SPI", "BH", "COGN", "DVD", "EMOTDIS", "MH",
+	"PSY", "PSYTHPN", "SICKLE", "SUD", "STD", "TBOO", "VIO", "DEMO", "DOB", "GENDER", "LIVARG",
+	"MARST", "PATLOC", "RACE", "REL", "B", "EMPL", "LOCIS", "SSP", "ADOL", "CEL", "DIA", "DRGIS",
+	"EMP", "PDS", "PHY", "PRS", "COMPT", "ACOCOMPT", "CTCOMPT", "FMCOMPT", "HRCOMPT", "LRCOMPT",
+	"PACOMPT", "RESCOMPT", "RMGTCOMPT",
+}
+
+// LabelPolicy configures the enforcement of security labels (Config.Labels).
+type LabelPolicy struct {
+	// Sensitivity is the vocabulary of v3 ActCode sensitivity codes enforced; nil means
+	// DefaultSensitivityCodes. A code outside it is not enforced.
+	Sensitivity []string
+	// Default is the clearance of a token that carries no clearance claim. Its zero value
+	// (no confidentiality) sees only resources without enforced labels.
+	Default authn.Clearance
+	// Redact lists labels ("system|code") whose resources are returned redacted (the elements
+	// in RedactElements removed and the SUBSETTED tag added) instead of hidden, to a token
+	// whose clearance does not cover them. The label must still be one the token may hold
+	// under break-glass; see docs/access-control.md §3.9.
+	Redact []string
+	// RedactElements are the top-level elements removed from a redacted resource; nil means
+	// DefaultRedactElements.
+	RedactElements []string
+}
+
+// DefaultRedactElements are the elements removed from a redacted resource: the clinical
+// payload of the common types (the code, value, narrative and notes), keeping the resource's
+// identity, subject and dates.
+var DefaultRedactElements = []string{
+	"text", "code", "valueCodeableConcept", "valueString", "valueQuantity", "component", "note",
+	"interpretation", "conclusion", "conclusionCode", "presentedForm", "result", "reasonCode",
+	"medicationCodeableConcept", "dosage", "dosageInstruction", "bodySite", "evidence", "stage",
+}
+
+// label is one enforced security label.
+type label struct{ system, code string }
+
+func (l label) String() string { return l.system + "|" + l.code }
+
+// labelRules are the labels a subject may not see, compiled once per decision.
+type labelRules struct {
+	hidden map[label]bool
+	// redact are hidden labels whose resources are returned redacted (only when a whole
+	// resource's hidden labels are all redactable).
+	redact map[label]bool
+	// value is the _security:not value that hides them in a search ("" when none is hidden).
+	value string
+}
+
+// labelsFor computes what labels the principal may not see under the engine's label policy;
+// nil when labels are not enforced or nothing is hidden. Break-glass (purpose BTG with a reason)
+// lifts the sensitivity codes and raises confidentiality to R; V stays with the clearance.
+func (e *Engine) labelsFor(p *authn.Principal) *labelRules {
+	lp := e.labels
+	if lp == nil {
+		return nil
+	}
+	cl := lp.Default
+	if p.Clearance != nil {
+		cl = *p.Clearance
+	}
+	rank := authn.ConfidentialityRank(cl.Confidentiality)
+	btg := p.IsBreakGlass()
+	if btg && rank < authn.ConfidentialityRank("R") {
+		rank = authn.ConfidentialityRank("R")
+	}
+	r := &labelRules{hidden: map[label]bool{}, redact: map[label]bool{}}
+	for i, c := range authn.ConfidentialityLevels {
+		if i > rank {
+			r.hidden[label{ConfidentialitySystem, c}] = true
+		}
+	}
+	if !btg {
+		for _, c := range e.sensitivity {
+			if !slices.Contains(cl.Sensitivity, c) {
+				r.hidden[label{ActCodeSystem, c}] = true
+			}
+		}
+	}
+	if len(r.hidden) == 0 {
+		return nil
+	}
+	var vals []string
+	for l := range r.hidden {
+		vals = append(vals, l.String())
+		if e.redact[l] {
+			r.redact[l] = true
+		}
+	}
+	slices.Sort(vals)
+	r.value = strings.Join(vals, ",")
+	return r
+}
+
+// clause compiles the label rules into the _security:not clause for a search of types (every
+// resource type has _security). The clause matches the resources that carry none of the hidden
+// labels, those without labels included, exactly as the Matcher and the stores evaluate it.
+func (r *labelRules) clause(e *Engine, types []string) (search.Clause, error) {
+	return search.ParseClause(e.reg, types, "_security:not", r.redactedValue(), search.ParseOptions{BaseURL: e.baseURL, Now: e.now})
+}
+
+// redactedValue is the value of the search clause: the hidden labels that are not redacted
+// (a redacted resource is returned, so the search must find it).
+func (r *labelRules) redactedValue() string {
+	if len(r.redact) == 0 {
+		return r.value
+	}
+	var vals []string
+	for l := range r.hidden {
+		if !r.redact[l] {
+			vals = append(vals, l.String())
+		}
+	}
+	slices.Sort(vals)
+	return strings.Join(vals, ",")
+}
+
+// searchable reports whether the rules add a clause to searches.
+func (r *labelRules) searchable() bool { return r != nil && r.redactedValue() != "" }
+
+// bodyLabels are the system|code security labels of a resource body.
+func bodyLabels(body []byte) ([]label, error) {
+	var h struct {
+		Meta struct {
+			Security []struct {
+				System string `json:"system"`
+				Code   string `json:"code"`
+			} `json:"security"`
+		} `json:"meta"`
+	}
+	if err := json.Unmarshal(body, &h); err != nil {
+		return nil, fmt.Errorf("policy: security labels: %w", err)
+	}
+	out := make([]label, 0, len(h.Meta.Security))
+	for _, s := range h.Meta.Security {
+		out = append(out, label{s.System, s.Code})
+	}
+	return out, nil
+}
+
+// check decides a body against the rules: visible, redacted (visible once redacted) or hidden.
+func (r *labelRules) check(body []byte) (visible, redact bool, err error) {
+	if r == nil || len(body) == 0 {
+		return true, false, nil
+	}
+	ls, err := bodyLabels(body)
+	if err != nil {
+		return false, false, err
+	}
+	for _, l := range ls {
+		if r.hidden[l] {
+			if !r.redact[l] {
+				return false, false, nil
+			}
+			redact = true
+		}
+	}
+	return true, redact, nil
+}
+
+// Redact removes the configured sensitive elements from a resource body and tags it SUBSETTED
+// (http://terminology.hl7.org/CodeSystem/v3-ObservationValue|SUBSETTED), as FHIR R4 asks of a
+// resource that is returned incomplete.
+func Redact(body []byte, elements []string) ([]byte, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, fmt.Errorf("policy: redact: %w", err)
+	}
+	for _, el := range elements {
+		delete(m, el)
+	}
+	var meta map[string]json.RawMessage
+	if raw, ok := m["meta"]; ok {
+		if err := json.Unmarshal(raw, &meta); err != nil {
+			return nil, fmt.Errorf("policy: redact meta: %w", err)
+		}
+	}
+	if meta == nil {
+		meta = map[string]json.RawMessage{}
+	}
+	var tags []map[string]any
+	if raw, ok := meta["tag"]; ok {
+		if err := json.Unmarshal(raw, &tags); err != nil {
+			return nil, fmt.Errorf("policy: redact meta.tag: %w", err)
+		}
+	}
+	tags = append(tags, map[string]any{"system": ObservationValueSys, "code": "SUBSETTED", "display": "subsetted"})
+	tb, err := json.Marshal(tags)
+	if err != nil {
+		return nil, err
+	}
+	meta["tag"] = tb
+	mb, err := json.Marshal(meta)
+	if err != nil {
+		return nil, err
+	}
+	m["meta"] = mb
+	return json.Marshal(m)
+}
+
+// setLabels checks and installs the label policy.
+func (e *Engine) setLabels(lp *LabelPolicy) error {
+	if lp == nil {
+		return nil
+	}
+	if lp.Default.Confidentiality != "" && authn.ConfidentialityRank(lp.Default.Confidentiality) < 0 {
+		return fmt.Errorf("policy: default clearance confidentiality %q is not one of %v", lp.Default.Confidentiality, authn.ConfidentialityLevels)
+	}
+	e.labels = lp
+	e.sensitivity = lp.Sensitivity
+	if e.sensitivity == nil {
+		e.sensitivity = DefaultSensitivityCodes
+	}
+	for _, c := range e.sensitivity {
+		if !codeLike(c) {
+			return fmt.Errorf("policy: sensitivity code %q", c)
+		}
+	}
+	e.redact = map[label]bool{}
+	for _, r := range lp.Redact {
+		sys, code, ok := strings.Cut(r, "|")
+		if !ok || sys == "" || !codeLike(code) {
+			return fmt.Errorf("policy: redact label %q is not system|code", r)
+		}
+		e.redact[label{sys, code}] = true
+	}
+	e.redactElems = lp.RedactElements
+	if e.redactElems == nil {
+		e.redactElems = DefaultRedactElements
+	}
+	return nil
+}
