@@ -65,7 +65,7 @@ func checkSecurity(c *claims) error {
 			return invalidToken("the access token's clearance is too large", nil)
 		}
 		for _, s := range cl.Sensitivity {
-			if !codeOK(s) {
+			if s != "*" && !codeOK(s) {
 				return invalidToken("the access token's clearance has a malformed sensitivity code", nil)
 			}
 		}

@@ -70,7 +70,12 @@ type Config struct {
 	// revocation and introspection, client registration, key rotation); nil records none. Token
 	// issuance fails closed when recording fails.
 	Audit  audit.Recorder
-	Now    func() time.Time
+	// Security derives the clearance, purpose-of-use and break-glass claims from roles; nil
+	// issues none and keeps the built-in scope ceilings.
+	Security *Security
+	// Consents records a Consent when a patient authorises an app; nil records none.
+	Consents ConsentRecorder
+	Now      func() time.Time
 	Logger *slog.Logger
 }
 
@@ -232,8 +237,8 @@ func (s *Server) buildProvider() {
 	store := &fositeStore{db: s.db, clients: s.clients, now: s.now}
 	enigma := &fositehmac.HMACStrategy{Config: conf}
 	s.hmacs = &hmacStrategy{HMACSHAStrategyUnPrefixed: oauth2.NewHMACSHAStrategyUnPrefixed(enigma, conf), now: s.now}
-	access := &accessStrategy{minter: s.minter, now: s.now, defaultTTL: s.auth.AccessTokenTTL}
-	ids := &idStrategy{minter: s.minter, fhirBase: s.fhirBase, now: s.now}
+	access := &accessStrategy{minter: s.minter, now: s.now, defaultTTL: s.auth.AccessTokenTTL, sec: s.cfg.Security}
+	ids := &idStrategy{minter: s.minter, fhirBase: s.fhirBase, now: s.now, sec: s.cfg.Security}
 	// id_token_hint validation needs a fosite JWT signer; it gets the current ID-token key.
 	idSigner := &fositejwt.DefaultSigner{GetPrivateKey: func(context.Context) (interface{}, error) {
 		k, err := s.keys.Current(keys.PurposeID)

@@ -36,7 +36,8 @@ type LabelPolicy struct {
 	// DefaultSensitivityCodes. A code outside it is not enforced.
 	Sensitivity []string
 	// Default is the clearance of a token that carries no clearance claim. Its zero value
-	// (no confidentiality) sees only resources without enforced labels.
+	// (no confidentiality) sees only resources without enforced labels. Sensitivity "*"
+	// clears every code.
 	Default authn.Clearance
 	// Redact lists labels ("system|code") whose resources are returned redacted (the elements
 	// in RedactElements removed and the SUBSETTED tag added) instead of hidden, to a token
@@ -95,7 +96,7 @@ func (e *Engine) labelsFor(p *authn.Principal) *labelRules {
 			r.hidden[label{ConfidentialitySystem, c}] = true
 		}
 	}
-	if !btg {
+	if !btg && !slices.Contains(cl.Sensitivity, "*") {
 		for _, c := range e.sensitivity {
 			if !slices.Contains(cl.Sensitivity, c) {
 				r.hidden[label{ActCodeSystem, c}] = true

@@ -108,6 +108,16 @@ type IDClaims struct {
 	SID      string `json:"sid,omitempty"`
 	// AZP is the authorized party (the client id).
 	AZP string `json:"azp,omitempty"`
+	// Security tells the app the user's roles, clearance and purpose of use.
+	Security *IDSecurity `json:"security,omitempty"`
+}
+
+// IDSecurity is the security claim of an ID token.
+type IDSecurity struct {
+	Roles        []string   `json:"roles,omitempty"`
+	Clearance    *Clearance `json:"clearance,omitempty"`
+	PurposeOfUse []string   `json:"purpose_of_use,omitempty"`
+	BreakGlass   bool       `json:"break_glass,omitempty"`
 }
 
 // Minter signs and verifies fhirgate's JWTs.
