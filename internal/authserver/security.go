@@ -3,10 +3,12 @@ package authserver
 import (
 	"context"
 	"errors"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/authn"
 	"github.com/fhirgate/fhirgate/internal/config"
 	"github.com/fhirgate/fhirgate/internal/smart"
@@ -201,4 +203,46 @@ func (sec *Security) breakGlassTTL() time.Duration {
 		return 15 * time.Minute
 	}
 	return sec.BreakGlassTTL
+}
+
+// ErrReviewClosed is returned when a break-glass review item already has a decision.
+var ErrReviewClosed = errors.New("authserver: the break-glass review item is already closed")
+
+// BreakGlassReviews lists the review queue (status open, closed, or "" for every item).
+func (s *Server) BreakGlassReviews(ctx context.Context, status string) ([]sqlstore.BreakGlass, error) {
+	if status != "" && status != sqlstore.BreakGlassOpen && status != sqlstore.BreakGlassClosed {
+		return nil, ErrInvalidReview
+	}
+	return s.db.ListBreakGlass(ctx, status, 0)
+}
+
+// ErrInvalidReview is a malformed review request (unknown status or decision, no reviewer).
+var ErrInvalidReview = errors.New("authserver: invalid break-glass review")
+
+// CloseBreakGlassReview records a privacy officer's decision on a review item, and audits it.
+func (s *Server) CloseBreakGlassReview(r *http.Request, id, decision, reviewer, note string) (sqlstore.BreakGlass, error) {
+	ctx := r.Context()
+	if (decision != sqlstore.DecisionJustified && decision != sqlstore.DecisionUnjustified) || strings.TrimSpace(reviewer) == "" || len(reviewer) > 256 || len(note) > 4096 {
+		return sqlstore.BreakGlass{}, ErrInvalidReview
+	}
+	err := s.db.CloseBreakGlass(ctx, id, decision, reviewer, note, s.now())
+	switch {
+	case errors.Is(err, sqlstore.ErrBreakGlassNotFound):
+		return sqlstore.BreakGlass{}, ErrNotFound
+	case errors.Is(err, sqlstore.ErrBreakGlassClosed):
+		return sqlstore.BreakGlass{}, ErrReviewClosed
+	case err != nil:
+		return sqlstore.BreakGlass{}, err
+	}
+	item, err := s.db.GetBreakGlass(ctx, id)
+	if err != nil {
+		return item, err
+	}
+	if err := s.RecordEvent(r, audit.Event{
+		Action: audit.ActionBreakGlassReviewed, Outcome: audit.OutcomeSuccess, Subject: item.Username, FHIRUser: item.FHIRUser,
+		ClientID: item.ClientID, Patients: patients(item.Patient), Detail: "review " + id + " closed as " + decision + " by " + reviewer,
+	}); err != nil {
+		return item, err
+	}
+	return item, nil
 }
