@@ -14,6 +14,10 @@ import (
 	"github.com/fhirgate/fhirgate/internal/smart"
 )
 
+// errConsentUnbounded: a search across patients that no query can keep away from the patients
+// whose Consent restricts the caller.
+var errConsentUnbounded = errors.New("a patient's Consent restricts this access: search within one patient")
+
 // ConsentSource supplies patients' Consent resources. The app implements it over the backend
 // (with a cache invalidated by Consent writes); the engine parses and applies them, so the
 // policy stays pure.
@@ -560,17 +564,56 @@ func (e *Engine) loadConsent(ctx context.Context, subj *subject, in Input) error
 		subj.consentUnbounded = true
 		return nil
 	}
+	slices.Sort(ids)
 	for _, id := range ids {
 		r, err := e.consentFor(ctx, subj, id)
 		if err != nil {
 			return err
 		}
 		if r != nil {
-			subj.consentUnbounded = true
-			return nil
+			subj.consentOthers = append(subj.consentOthers, r)
 		}
 	}
 	return nil
+}
+
+// exclusionClauses bound an unbounded search of typ away from the patients whose Consent
+// restricts the subject's access to typ: for every Patient compartment parameter of typ,
+// param:not=Patient/a,Patient/b (ANDed: the resource is in none of their compartments). Those
+// patients' data is then reached only by a search bounded to one of them, where their Consent
+// is compiled exactly. ok is false when typ cannot be bounded this way (Patient itself).
+func (e *Engine) exclusionClauses(subj *subject, typ string) (cl []search.Clause, ok bool, err error) {
+	if subj.consentUnbounded {
+		return nil, false, nil
+	}
+	var refs []string
+	for _, r := range subj.consentOthers {
+		tr, err := r.rule(typ)
+		if err != nil {
+			return nil, false, err
+		}
+		if tr.restricts() {
+			refs = append(refs, "Patient/"+r.patient)
+		}
+	}
+	if len(refs) == 0 {
+		return nil, true, nil
+	}
+	params := e.compartmentParams[typ]
+	if typ == "Patient" || len(params) == 0 {
+		return nil, false, nil
+	}
+	for _, code := range params {
+		c, err := search.ParseClause(e.reg, []string{typ}, code, strings.Join(refs, ","), search.ParseOptions{BaseURL: e.baseURL, Now: e.now})
+		if err != nil {
+			return nil, false, err
+		}
+		// Built here, never parsed from a client: :not on a reference is not an R4 search
+		// modifier, but the stores and the Matcher evaluate it as "no value matches".
+		c.Modifier = "not"
+		cl = append(cl, c)
+	}
+	return cl, true, nil
 }
 
 // consentTypeRule is the Consent rule of typ for an access bound to one patient; nil when the
@@ -645,6 +688,16 @@ func (e *Engine) patientsOf(typ string, body []byte) ([]string, error) {
 // consentClauses are the clauses a patient's Consent adds to a search of typ bounded to that
 // patient: the Consent's selection, or a clause no resource matches when it hides the type.
 func (e *Engine) consentClauses(a *access, typ string) ([]search.Clause, error) {
+	if a.subj != nil && !a.subj.consentBound && e.compartment[typ] && (a.subj.consentUnbounded || len(a.subj.consentOthers) > 0) {
+		cl, ok, err := e.exclusionClauses(a.subj, typ)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, errConsentUnbounded
+		}
+		return cl, nil
+	}
 	tr, err := e.consentTypeRule(a, typ)
 	if err != nil || tr == nil || !tr.restricts() {
 		return nil, err

@@ -221,8 +221,8 @@ func TestConsentScopes(t *testing.T) {
 		{"patient's own token, deny all", newE(denyAll), principal("patient/*.rs", "p1", "Patient/p1"), true, true},
 		{"patient's own token, app denied", newE(denyApp), principal("patient/*.rs", "p1", "Patient/p1"), false, true},
 		{"clinician-launched patient token, deny all", newE(denyAll), principal("patient/*.rs", "p1", "Practitioner/d1"), false, true},
-		{"unbounded practitioner, deny all", newE(denyAll), principal("user/*.rs", "", "Practitioner/d1"), false, false},
-		{"system token, deny all", newE(denyAll), principal("system/*.rs", "", ""), false, false},
+		{"unbounded practitioner, deny all", newE(denyAll), principal("user/*.rs", "", "Practitioner/d1"), false, true},
+		{"system token, deny all", newE(denyAll), principal("system/*.rs", "", ""), false, true},
 		{"break-glass overrides the Consent", newE(denyAll), btg, true, true},
 		{"break-glass never widens scopes", newE(denyAll), btgNoScope, false, false},
 		{"no consent", newE(), principal("user/*.rs", "", "Practitioner/d1"), true, true},
@@ -278,5 +278,50 @@ func TestParseConsentIgnores(t *testing.T) {
 		if _, ok, err := ParseConsent([]byte(b), "p1"); ok || err != nil {
 			t.Errorf("enforced %s (%v)", b, err)
 		}
+	}
+}
+
+// TestConsentUnboundedSearchExcludes: a search across patients excludes, in the query, the
+// data of the patients whose Consent restricts the caller (every compartment parameter), so
+// counts and paging stay exact; a Patient search across patients is refused instead; a search
+// naming the patient compiles the Consent exactly.
+func TestConsentUnboundedSearchExcludes(t *testing.T) {
+	ctx := context.Background()
+	cs := consents{by: map[string][]string{"p1": {consentOf(`{"type":"permit","provision":[{"type":"deny","securityLabel":[` + labelHIV + `]}]}`)}}}
+	e, err := New(Config{Registry: testRegistry(t), Matcher: realMatcher(t), Membership: realMembership(t), Consents: cs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := principal("user/*.rs", "", "Practitioner/d1")
+	d, err := e.Evaluate(ctx, Input{Principal: p, Interaction: SearchType, Type: "Observation", Query: &search.Query{Types: []string{"Observation"}}})
+	if err != nil || !d.Allow {
+		t.Fatalf("%+v %v", d, err)
+	}
+	q := &search.Query{Types: []string{"Observation"}}
+	if err := d.Narrowing.Narrow(q); err != nil {
+		t.Fatal(err)
+	}
+	m := realMatcher(t)
+	p1plain := obsAt("o1", "2024-01-01T00:00:00Z")
+	p2 := []byte(strings.ReplaceAll(string(obsAt("o2", "2024-01-01T00:00:00Z", sens("HIV"))), "Patient/p1", "Patient/p2"))
+	p1perf := []byte(`{"resourceType":"Observation","id":"o3","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/p2"},"performer":[{"reference":"Patient/p1"}]}`)
+	for _, c := range []struct {
+		body []byte
+		want bool
+	}{{p1plain, false}, {p2, true}, {p1perf, false}} {
+		ok, err := m.Matches("Observation", c.body, q.Clauses)
+		if err != nil || ok != c.want {
+			t.Errorf("matches %s = %v (%v), want %v", c.body, ok, err, c.want)
+		}
+	}
+	// Patient across patients: refused.
+	d, _ = e.Evaluate(ctx, Input{Principal: p, Interaction: SearchType, Type: "Patient", Query: &search.Query{Types: []string{"Patient"}}})
+	if d.Allow || d.Reasons[0] != ReasonConsentDenied || d.Status() != 403 {
+		t.Errorf("Patient search: %+v", d)
+	}
+	// Shared types are not patient data: untouched.
+	d, _ = e.Evaluate(ctx, Input{Principal: p, Interaction: SearchType, Type: "Practitioner", Query: &search.Query{Types: []string{"Practitioner"}}})
+	if !d.Allow || d.Narrowing != nil {
+		t.Errorf("Practitioner search: %+v", d)
 	}
 }

@@ -372,6 +372,9 @@ type subject struct {
 	// none apply); consentUnbounded: an unbounded search that some patient's Consent restricts.
 	consentBound     bool
 	consentUnbounded bool
+	// consentOthers are, for an unbounded request, the Consent rules of every patient whose
+	// Consent applies to the subject (their data is excluded from unbounded searches).
+	consentOthers []*consentRules
 	consentMu        sync.Mutex
 	consentCache     map[string]*consentRules
 }
@@ -837,16 +840,16 @@ func (e *Engine) narrowing(subj *subject, types []string, perm smart.Perms) (*Na
 		if !a.unconstrained {
 			granular++
 		}
-		if subj.consentUnbounded && e.compartment[t] {
-			d := deny(ReasonConsentDenied, "a patient's Consent restricts this access: search within one patient (patient=, subject= or Patient/[id]/%s)", t)
+		cl, ok, err := e.searchClauses(&a, t)
+		if errors.Is(err, errConsentUnbounded) {
+			d := deny(ReasonConsentDenied, "a patient's Consent restricts %s: search within one patient (patient=, subject= or Patient/[id]/%s)", t, t)
 			d.Rule = "consent"
 			return nil, d
 		}
-		cl, ok, err := e.searchClauses(&a, t)
 		if err != nil {
 			return nil, deny(ReasonQueryUnsupported, "cannot bound %s: %v", t, err)
 		}
-		if a.consent != nil && e.compartment[t] {
+		if e.compartment[t] && (a.consent != nil || len(subj.consentOthers) > 0) {
 			consentNarrowed = true
 		}
 		if !ok {
