@@ -69,14 +69,14 @@ type Config struct {
 	// Audit receives the security events (login, logout, consent, token issue, refresh,
 	// revocation and introspection, client registration, key rotation); nil records none. Token
 	// issuance fails closed when recording fails.
-	Audit  audit.Recorder
+	Audit audit.Recorder
 	// Security derives the clearance, purpose-of-use and break-glass claims from roles; nil
 	// issues none and keeps the built-in scope ceilings.
 	Security *Security
 	// Consents records a Consent when a patient authorises an app; nil records none.
 	Consents ConsentRecorder
 	Now      func() time.Time
-	Logger *slog.Logger
+	Logger   *slog.Logger
 }
 
 // Server is the authorization server.

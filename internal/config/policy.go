@@ -59,7 +59,7 @@ func DefaultPolicy() Policy {
 		Shadow:          PolicyShadow{UserAccess: "all", HideExistence: true, MaxUserPatients: 1000},
 		Labels:          PolicyLabels{Enforce: true, DefaultClearance: Clearance{Confidentiality: "N"}},
 		Roles:           DefaultRoles(),
-		Consent:         PolicyConsent{Enforce: true, CacheTTL: time.Minute},
+		Consent:         PolicyConsent{Enforce: true, CacheTTL: time.Minute, RecordAuthorizations: true},
 		BreakGlass:      PolicyBreakGlass{TTL: 15 * time.Minute},
 	}
 }

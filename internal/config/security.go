@@ -56,6 +56,9 @@ type PolicyConsent struct {
 	// CacheTTL bounds how long a patient's Consents are cached (writes through the FHIR API
 	// invalidate at once); default 1m.
 	CacheTTL time.Duration `yaml:"cache_ttl"`
+	// RecordAuthorizations records a Consent (permit, actor the app) when a patient authorises
+	// an app on the consent page (default true).
+	RecordAuthorizations bool `yaml:"record_authorizations"`
 }
 
 // DefaultRoles are the built-in roles: patients see their own record whatever its labels;

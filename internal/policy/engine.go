@@ -375,8 +375,8 @@ type subject struct {
 	// consentOthers are, for an unbounded request, the Consent rules of every patient whose
 	// Consent applies to the subject (their data is excluded from unbounded searches).
 	consentOthers []*consentRules
-	consentMu        sync.Mutex
-	consentCache     map[string]*consentRules
+	consentMu     sync.Mutex
+	consentCache  map[string]*consentRules
 }
 
 // bound reports whether some scopes of the subject are bound to a patient.
