@@ -93,6 +93,8 @@ type server struct {
 	sharedType map[string]bool
 	bob        string // B's patient/*.rs token, made once
 	sysCache   map[string]result
+	// admin is the admin API handler (nil without an admin address).
+	admin http.Handler
 }
 
 // sysWalk is walk with the system token and the largest page size (the union of the pages does
@@ -131,7 +133,11 @@ func (s *server) sysWalk(rq request, fresh bool) result {
 	return r
 }
 
-func newIsolationServer(t *testing.T) *server {
+func newIsolationServer(t *testing.T) *server { t.Helper(); return newServerWith(t, nil) }
+
+// newServerWith is newIsolationServer with the configuration adjusted by mod (nil: none) and
+// the admin API (token in env) when mod sets an admin address.
+func newServerWith(t *testing.T, mod func(*config.Config)) *server {
 	t.Helper()
 	ctx := context.Background()
 	srv := httptest.NewUnstartedServer(nil)
@@ -151,10 +157,13 @@ func newIsolationServer(t *testing.T) *server {
 	// The oracle's _revinclude=* answers stop at the include cap (1000 entries, types in
 	// alphabetical order) before a Consent would appear: do not record authorisations here.
 	cfg.Policy.Consent.RecordAuthorizations = false
+	if mod != nil {
+		mod(&cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	env := map[string]string{}
+	env := map[string]string{"FHIRGATE_ADMIN_TOKEN": testAdminToken}
 	a, err := app.New(ctx, cfg, app.Options{
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Lookup: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
@@ -169,7 +178,7 @@ func newIsolationServer(t *testing.T) *server {
 	srv.Config.Handler = a.Handler()
 	srv.Start()
 	t.Cleanup(srv.Close)
-	s := &server{t: t, base: base, fhir: base + "/fhir", compTypes: map[string]bool{}, sharedType: map[string]bool{}, sysCache: map[string]result{}}
+	s := &server{t: t, admin: a.AdminHandler(), base: base, fhir: base + "/fhir", compTypes: map[string]bool{}, sharedType: map[string]bool{}, sysCache: map[string]result{}}
 	for _, typ := range compartment.Patient().ResourceTypes() {
 		s.compTypes[typ] = true
 	}
@@ -209,6 +218,9 @@ type browser struct {
 	s      *server
 	c      *http.Client
 	appURL string
+	// authzError, when not nil, receives the error of an authorization that the server
+	// refused (instead of failing the test).
+	authzError *string
 }
 
 func (s *server) browser() *browser {
@@ -318,6 +330,12 @@ func (p page) form(part string) (htmlForm, bool) {
 // log in (once per browser), consent, exchange the code. It returns the token and the granted
 // scope and patient.
 func (b *browser) patientToken(user, password, scope string) (token, granted, patient string) {
+	b.s.t.Helper()
+	return b.userToken(user, password, scope, nil)
+}
+
+// userToken is patientToken with extra authorize parameters (purpose_of_use, break-glass).
+func (b *browser) userToken(user, password, scope string, extra url.Values) (token, granted, patient string) {
 	t := b.s.t
 	t.Helper()
 	vb := make([]byte, 32)
@@ -329,6 +347,9 @@ func (b *browser) patientToken(user, password, scope string) (token, granted, pa
 		"state": {"isolation-state-123"}, "aud": {b.s.fhir},
 		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"},
 	}
+	for k, v := range extra {
+		params[k] = v
+	}
 	req, _ := http.NewRequest("GET", b.s.base+"/auth/authorize?"+params.Encode(), nil)
 	p := b.do(req)
 	var code string
@@ -337,6 +358,10 @@ func (b *browser) patientToken(user, password, scope string) (token, granted, pa
 			loc, err := url.Parse(p.header.Get("Location"))
 			if err != nil || !strings.HasPrefix(loc.String(), b.appURL) {
 				t.Fatalf("authorization redirected to %q", p.header.Get("Location"))
+			}
+			if e := loc.Query().Get("error"); e != "" && b.authzError != nil {
+				*b.authzError = e
+				return "", "", ""
 			}
 			if loc.Query().Get("state") != "isolation-state-123" || loc.Query().Get("code") == "" {
 				t.Fatalf("authorization answered %s", loc)

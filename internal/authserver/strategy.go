@@ -50,7 +50,7 @@ func (a *accessStrategy) GenerateAccessToken(_ context.Context, r fosite.Request
 		Clearance:    a.sec.Clearance(sess.Roles, sess.Username != "", r.GetClient().GetID()),
 		PurposeOfUse: sess.PurposeOfUse, BreakGlass: sess.BreakGlass,
 	}
-	if sess.Username == "" && len(c.PurposeOfUse) == 0 {
+	if sess.Username == "" && len(c.PurposeOfUse) == 0 && a.sec != nil {
 		c.PurposeOfUse = a.sec.purposes(a.sec.ClientRoles[c.ClientID])
 	}
 	tok, err := a.minter.SignAccess(c)
