@@ -94,8 +94,6 @@ type Engine struct {
 	shadow      *Engine
 	labels      *LabelPolicy
 	sensitivity []string
-	redact      map[label]bool
-	redactElems []string
 	consents    ConsentSource
 }
 
@@ -568,7 +566,7 @@ func (e *Engine) permits(a *access, typ string, body []byte) (bool, Reason, erro
 		return false, ReasonInvalidInput, nil
 	}
 	if a.labels != nil {
-		visible, _, err := a.labels.check(body)
+		visible, err := a.labels.check(body)
 		if err != nil {
 			return false, ReasonEvaluationError, err
 		}

@@ -14,7 +14,6 @@ import (
 const (
 	ConfidentialitySystem = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 	ActCodeSystem         = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
-	ObservationValueSys   = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
 )
 
 // DefaultSensitivityCodes are the v3 ActCode sensitivity codes enforced when LabelPolicy names
@@ -39,23 +38,6 @@ type LabelPolicy struct {
 	// (no confidentiality) sees only resources without enforced labels. Sensitivity "*"
 	// clears every code.
 	Default authn.Clearance
-	// Redact lists labels ("system|code") whose resources are returned redacted (the elements
-	// in RedactElements removed and the SUBSETTED tag added) instead of hidden, to a token
-	// whose clearance does not cover them. The label must still be one the token may hold
-	// under break-glass; see docs/access-control.md §3.9.
-	Redact []string
-	// RedactElements are the top-level elements removed from a redacted resource; nil means
-	// DefaultRedactElements.
-	RedactElements []string
-}
-
-// DefaultRedactElements are the elements removed from a redacted resource: the clinical
-// payload of the common types (the code, value, narrative and notes), keeping the resource's
-// identity, subject and dates.
-var DefaultRedactElements = []string{
-	"text", "code", "valueCodeableConcept", "valueString", "valueQuantity", "component", "note",
-	"interpretation", "conclusion", "conclusionCode", "presentedForm", "result", "reasonCode",
-	"medicationCodeableConcept", "dosage", "dosageInstruction", "bodySite", "evidence", "stage",
 }
 
 // label is one enforced security label.
@@ -66,9 +48,6 @@ func (l label) String() string { return l.system + "|" + l.code }
 // labelRules are the labels a subject may not see, compiled once per decision.
 type labelRules struct {
 	hidden map[label]bool
-	// redact are hidden labels whose resources are returned redacted (only when a whole
-	// resource's hidden labels are all redactable).
-	redact map[label]bool
 	// value is the _security:not value that hides them in a search ("" when none is hidden).
 	value string
 }
@@ -90,7 +69,7 @@ func (e *Engine) labelsFor(p *authn.Principal) *labelRules {
 	if btg && rank < authn.ConfidentialityRank("R") {
 		rank = authn.ConfidentialityRank("R")
 	}
-	r := &labelRules{hidden: map[label]bool{}, redact: map[label]bool{}}
+	r := &labelRules{hidden: map[label]bool{}}
 	for i, c := range authn.ConfidentialityLevels {
 		if i > rank {
 			r.hidden[label{ConfidentialitySystem, c}] = true
@@ -109,9 +88,6 @@ func (e *Engine) labelsFor(p *authn.Principal) *labelRules {
 	var vals []string
 	for l := range r.hidden {
 		vals = append(vals, l.String())
-		if e.redact[l] {
-			r.redact[l] = true
-		}
 	}
 	slices.Sort(vals)
 	r.value = strings.Join(vals, ",")
@@ -122,27 +98,11 @@ func (e *Engine) labelsFor(p *authn.Principal) *labelRules {
 // resource type has _security). The clause matches the resources that carry none of the hidden
 // labels, those without labels included, exactly as the Matcher and the stores evaluate it.
 func (r *labelRules) clause(e *Engine, types []string) (search.Clause, error) {
-	return search.ParseClause(e.reg, types, "_security:not", r.redactedValue(), search.ParseOptions{BaseURL: e.baseURL, Now: e.now})
-}
-
-// redactedValue is the value of the search clause: the hidden labels that are not redacted
-// (a redacted resource is returned, so the search must find it).
-func (r *labelRules) redactedValue() string {
-	if len(r.redact) == 0 {
-		return r.value
-	}
-	var vals []string
-	for l := range r.hidden {
-		if !r.redact[l] {
-			vals = append(vals, l.String())
-		}
-	}
-	slices.Sort(vals)
-	return strings.Join(vals, ",")
+	return search.ParseClause(e.reg, types, "_security:not", r.value, search.ParseOptions{BaseURL: e.baseURL, Now: e.now})
 }
 
 // searchable reports whether the rules add a clause to searches.
-func (r *labelRules) searchable() bool { return r != nil && r.redactedValue() != "" }
+func (r *labelRules) searchable() bool { return r != nil && r.value != "" }
 
 // bodyLabels are the system|code security labels of a resource body.
 func bodyLabels(body []byte) ([]label, error) {
@@ -164,64 +124,21 @@ func bodyLabels(body []byte) ([]label, error) {
 	return out, nil
 }
 
-// check decides a body against the rules: visible, redacted (visible once redacted) or hidden.
-func (r *labelRules) check(body []byte) (visible, redact bool, err error) {
+// check decides whether a body's labels are within the rules.
+func (r *labelRules) check(body []byte) (visible bool, err error) {
 	if r == nil || len(body) == 0 {
-		return true, false, nil
+		return true, nil
 	}
 	ls, err := bodyLabels(body)
 	if err != nil {
-		return false, false, err
+		return false, err
 	}
 	for _, l := range ls {
 		if r.hidden[l] {
-			if !r.redact[l] {
-				return false, false, nil
-			}
-			redact = true
+			return false, nil
 		}
 	}
-	return true, redact, nil
-}
-
-// Redact removes the configured sensitive elements from a resource body and tags it SUBSETTED
-// (http://terminology.hl7.org/CodeSystem/v3-ObservationValue|SUBSETTED), as FHIR R4 asks of a
-// resource that is returned incomplete.
-func Redact(body []byte, elements []string) ([]byte, error) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(body, &m); err != nil {
-		return nil, fmt.Errorf("policy: redact: %w", err)
-	}
-	for _, el := range elements {
-		delete(m, el)
-	}
-	var meta map[string]json.RawMessage
-	if raw, ok := m["meta"]; ok {
-		if err := json.Unmarshal(raw, &meta); err != nil {
-			return nil, fmt.Errorf("policy: redact meta: %w", err)
-		}
-	}
-	if meta == nil {
-		meta = map[string]json.RawMessage{}
-	}
-	var tags []map[string]any
-	if raw, ok := meta["tag"]; ok {
-		if err := json.Unmarshal(raw, &tags); err != nil {
-			return nil, fmt.Errorf("policy: redact meta.tag: %w", err)
-		}
-	}
-	tags = append(tags, map[string]any{"system": ObservationValueSys, "code": "SUBSETTED", "display": "subsetted"})
-	tb, err := json.Marshal(tags)
-	if err != nil {
-		return nil, err
-	}
-	meta["tag"] = tb
-	mb, err := json.Marshal(meta)
-	if err != nil {
-		return nil, err
-	}
-	m["meta"] = mb
-	return json.Marshal(m)
+	return true, nil
 }
 
 // setLabels checks and installs the label policy.
@@ -241,18 +158,6 @@ func (e *Engine) setLabels(lp *LabelPolicy) error {
 		if !codeLike(c) {
 			return fmt.Errorf("policy: sensitivity code %q", c)
 		}
-	}
-	e.redact = map[label]bool{}
-	for _, r := range lp.Redact {
-		sys, code, ok := strings.Cut(r, "|")
-		if !ok || sys == "" || !codeLike(code) {
-			return fmt.Errorf("policy: redact label %q is not system|code", r)
-		}
-		e.redact[label{sys, code}] = true
-	}
-	e.redactElems = lp.RedactElements
-	if e.redactElems == nil {
-		e.redactElems = DefaultRedactElements
 	}
 	return nil
 }
