@@ -146,7 +146,7 @@ func (n *Narrowing) Narrow(q *search.Query) error {
 		}
 		lc, err := n.labels.clause(n.e, types)
 		if err != nil {
-			return fmt.Errorf("%w: security labels: %v", ErrNarrowing, err)
+			return fmt.Errorf("%w: security labels: %w", ErrNarrowing, err)
 		}
 		add = append(add, lc)
 	}
