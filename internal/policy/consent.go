@@ -630,24 +630,26 @@ func (e *Engine) consentPermits(a *access, typ string, body []byte) (bool, Reaso
 	if e.consents == nil || a.subj == nil || a.subj.p.IsBreakGlass() || !e.compartment[typ] {
 		return true, "", nil
 	}
+	// Every patient whose compartment holds the body: the one the request is bounded to, and
+	// any other (an _include of another patient's resource, a resource in two compartments).
 	var rules []*consentRules
-	if a.subj.consentBound {
-		if a.consent != nil {
-			rules = append(rules, a.consent)
+	if a.consent != nil {
+		rules = append(rules, a.consent)
+	}
+	ids, err := e.patientsOf(typ, body)
+	if err != nil {
+		return false, ReasonEvaluationError, err
+	}
+	for _, id := range ids {
+		if a.consent != nil && id == a.consent.patient {
+			continue
 		}
-	} else {
-		ids, err := e.patientsOf(typ, body)
+		r, err := e.consentFor(a.subj.ctx, a.subj, id)
 		if err != nil {
 			return false, ReasonEvaluationError, err
 		}
-		for _, id := range ids {
-			r, err := e.consentFor(a.subj.ctx, a.subj, id)
-			if err != nil {
-				return false, ReasonEvaluationError, err
-			}
-			if r != nil {
-				rules = append(rules, r)
-			}
+		if r != nil {
+			rules = append(rules, r)
 		}
 	}
 	for _, r := range rules {

@@ -325,3 +325,31 @@ func TestConsentUnboundedSearchExcludes(t *testing.T) {
 		t.Errorf("Practitioner search: %+v", d)
 	}
 }
+
+// TestConsentIncludeOfAnotherPatient: a search bounded to p1 still applies p2's Consent to an
+// included resource of p2 (the filter looks up every patient whose compartment holds it).
+func TestConsentIncludeOfAnotherPatient(t *testing.T) {
+	ctx := context.Background()
+	p2deny := strings.ReplaceAll(consentOf(`{"type":"deny"}`), "Patient/p1", "Patient/p2")
+	e, err := New(Config{Registry: testRegistry(t), Matcher: realMatcher(t), Membership: realMembership(t), Consents: consents{by: map[string][]string{"p2": {p2deny}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &search.Query{Types: []string{"Observation"}}
+	pc, err := search.ParseClause(testRegistry(t), q.Types, "patient", "Patient/p1", search.ParseOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Clauses = []search.Clause{pc}
+	d, err := e.Evaluate(ctx, Input{Principal: principal("user/*.rs", "", "Practitioner/d1"), Interaction: SearchType, Type: "Observation", Query: q})
+	if err != nil || !d.Allow {
+		t.Fatalf("%+v %v", d, err)
+	}
+	p2obs := []byte(strings.ReplaceAll(string(obsAt("o2", "2024-01-01T00:00:00Z")), "Patient/p1", "Patient/p2"))
+	if ok, why := d.Filter.Check("Observation", p2obs); ok || why != ReasonConsentDenied {
+		t.Errorf("p2's observation in p1's search: %v %s", ok, why)
+	}
+	if ok, _ := d.Filter.Check("Observation", obsAt("o1", "2024-01-01T00:00:00Z")); !ok {
+		t.Error("p1's observation refused")
+	}
+}
