@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -542,13 +543,22 @@ func (e *Engine) loadConsent(ctx context.Context, subj *subject, in Input) error
 		return nil
 	}
 	subj.consentCache = map[string]*consentRules{}
+	all, err := e.consents.ConsentPatients(ctx, MaxConsentPatients)
+	if err != nil {
+		return fmt.Errorf("policy: patients with consents: %w", err)
+	}
+	subj.consentPatients = make(map[string]bool, len(all))
+	for _, id := range all {
+		subj.consentPatients[id] = true
+	}
+	subj.consentTooMany = len(all) > MaxConsentPatients
 	if p := e.consentPatient(subj, in); p != "" {
 		r, err := e.consentFor(ctx, subj, p)
 		if err != nil {
 			return err
 		}
 		subj.consent = r
-		subj.consentBound = true
+		subj.consentBound, subj.consentBoundID = true, p
 		return nil
 	}
 	switch in.Interaction {
@@ -556,15 +566,11 @@ func (e *Engine) loadConsent(ctx context.Context, subj *subject, in Input) error
 	default:
 		return nil
 	}
-	ids, err := e.consents.ConsentPatients(ctx, MaxConsentPatients)
-	if err != nil {
-		return fmt.Errorf("policy: patients with consents: %w", err)
-	}
-	if len(ids) > MaxConsentPatients {
+	if subj.consentTooMany {
 		subj.consentUnbounded = true
 		return nil
 	}
-	slices.Sort(ids)
+	ids := slices.Sorted(maps.Keys(subj.consentPatients))
 	for _, id := range ids {
 		r, err := e.consentFor(ctx, subj, id)
 		if err != nil {
@@ -636,6 +642,10 @@ func (e *Engine) consentPermits(a *access, typ string, body []byte) (bool, Reaso
 	if a.consent != nil {
 		rules = append(rules, a.consent)
 	}
+	if !a.subj.consentTooMany && !a.subj.othersHaveConsents() {
+		// No other patient has a Consent: nothing to look up from the body.
+		return e.checkRules(rules, typ, body)
+	}
 	ids, err := e.patientsOf(typ, body)
 	if err != nil {
 		return false, ReasonEvaluationError, err
@@ -652,6 +662,11 @@ func (e *Engine) consentPermits(a *access, typ string, body []byte) (bool, Reaso
 			rules = append(rules, r)
 		}
 	}
+	return e.checkRules(rules, typ, body)
+}
+
+// checkRules checks a body against the Consent rules of its patients.
+func (e *Engine) checkRules(rules []*consentRules, typ string, body []byte) (bool, Reason, error) {
 	for _, r := range rules {
 		tr, err := r.rule(typ)
 		if err != nil {
@@ -712,4 +727,15 @@ func (e *Engine) consentClauses(a *access, typ string) ([]search.Clause, error) 
 		return []search.Clause{cl}, nil
 	}
 	return slices.Clone(tr.clauses), nil
+}
+
+// othersHaveConsents reports whether a patient other than the one the request is bound to has
+// a Consent.
+func (s *subject) othersHaveConsents() bool {
+	for id := range s.consentPatients {
+		if !s.consentBound || id != s.consentBoundID {
+			return true
+		}
+	}
+	return false
 }

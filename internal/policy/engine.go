@@ -369,12 +369,17 @@ type subject struct {
 	// consentBound: the request is bounded to one patient (consent holds its rules, nil when
 	// none apply); consentUnbounded: an unbounded search that some patient's Consent restricts.
 	consentBound     bool
+	consentBoundID   string
 	consentUnbounded bool
 	// consentOthers are, for an unbounded request, the Consent rules of every patient whose
 	// Consent applies to the subject (their data is excluded from unbounded searches).
 	consentOthers []*consentRules
-	consentMu     sync.Mutex
-	consentCache  map[string]*consentRules
+	// consentPatients are the patients that have Consents (consentTooMany: more than
+	// MaxConsentPatients, every body is then looked up).
+	consentPatients map[string]bool
+	consentTooMany  bool
+	consentMu       sync.Mutex
+	consentCache    map[string]*consentRules
 }
 
 // bound reports whether some scopes of the subject are bound to a patient.
