@@ -21,7 +21,9 @@ func TestSecurityClearance(t *testing.T) {
 		},
 		ClientRoles: map[string][]string{"psy-app": {"app-psy"}, "svc": {"bh"}},
 	}
-	c := func(conf string, s ...string) *tokens.Clearance { return &tokens.Clearance{Confidentiality: conf, Sensitivity: s} }
+	c := func(conf string, s ...string) *tokens.Clearance {
+		return &tokens.Clearance{Confidentiality: conf, Sensitivity: s}
+	}
 	tests := []struct {
 		name    string
 		roles   []string
