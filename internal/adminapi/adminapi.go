@@ -61,6 +61,8 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("POST /admin/launch", a.auth(a.launch))
 	mux.Handle("GET /admin/keys", a.auth(a.listKeys))
 	mux.Handle("POST /admin/keys/rotate", a.auth(a.rotateKey))
+	mux.Handle("GET /admin/break-glass", a.auth(a.listBreakGlass))
+	mux.Handle("POST /admin/break-glass/{id}/close", a.auth(a.closeBreakGlass))
 }
 
 // auth checks the bearer token: SHA-256 digests compared in constant time, so neither the value

@@ -17,6 +17,7 @@ const (
 	demoPatientPassword   = "alice-demo-password"
 	demoPatient2Password  = "bob-demo-password"
 	demoClinicianPassword = "smith-demo-password"
+	demoPsychPassword     = "novak-demo-password"
 	demoClientID          = "demo-app"
 	demoServiceClientID   = "demo-confidential"
 	demoServiceSecret     = "demo-confidential-secret-0123456789"
@@ -28,6 +29,9 @@ func newDemoAccounts(cfg config.Config) *demoAccounts {
 			{Username: "alice", Password: demoPatientPassword, FHIRUser: "Patient/" + demo.AlicePatientID, Roles: []string{"patient"}},
 			{Username: "bob", Password: demoPatient2Password, FHIRUser: "Patient/" + demo.BobPatientID, Roles: []string{"patient"}},
 			{Username: "drsmith", Password: demoClinicianPassword, FHIRUser: "Practitioner/" + demo.SmithPractitioner, Roles: []string{"clinician"}},
+			// A psychiatrist: clinician plus the behavioral-health clearance (restricted
+			// mental-health and substance-use data).
+			{Username: "drnovak", Password: demoPsychPassword, FHIRUser: "Practitioner/" + demoPsychiatrist, Roles: []string{"clinician", "behavioral-health"}},
 		},
 		clients: []config.Client{
 			{
@@ -35,7 +39,7 @@ func newDemoAccounts(cfg config.Config) *demoAccounts {
 				RedirectURIs:            []string{cfg.Issuer() + "/demo/app/", "http://localhost:3000/callback"},
 				TokenEndpointAuthMethod: "none",
 				GrantTypes:              []string{"authorization_code", "refresh_token"},
-				Scope:                   "openid fhirUser profile launch launch/patient offline_access online_access patient/*.rs patient/*.read user/*.rs user/*.read",
+				Scope:                   "openid fhirUser profile launch launch/patient offline_access online_access patient/*.rs patient/*.read patient/Consent.cruds user/*.rs user/*.read",
 				LaunchURL:               cfg.Issuer() + "/demo/app/launch",
 			},
 			{

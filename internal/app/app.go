@@ -56,6 +56,8 @@ type App struct {
 	public   *http.Server
 	admin    *http.Server
 	version  string
+	// consents serves patients' Consents to the policy (cached; dropped on Consent writes).
+	consents *consentStore
 	// demo holds the demo users and clients printed at start (nil without --demo).
 	demo *demoAccounts
 	// stop ends the background work (key rotation, cleanup).
@@ -130,7 +132,9 @@ func (a *App) build(ctx context.Context) error {
 	if v := a.cfg.Auth.Registration.InitialAccessTokenEnv; v != "" {
 		initialAccessToken, _ = a.lookup(v)
 	}
+	a.consents = newConsentStore(a.backend, a.registry, a.cfg.Policy.Consent.CacheTTL)
 	a.auth, err = authserver.New(ctx, a.withShared(authserver.Config{
+		Security: securityConfig(a.cfg.Policy), Consents: a.consents.recorder(a.cfg.Policy.Consent),
 		Issuer: a.cfg.Issuer(), FHIRBase: a.cfg.FHIRBase(), Store: a.store, Keys: kms,
 		Patients: patientLister{a.backend, a.registry}, Auth: a.cfg.Auth,
 		InitialAccessToken: initialAccessToken, Logger: a.log, Audit: a.audit, TokenIssued: a.metrics.TokenIssued,
@@ -196,7 +200,7 @@ func (a *App) build(ctx context.Context) error {
 	}
 	limits := a.cfg.Gateway.FHIRLimits
 	a.fhir, err = fhirapi.New(fhirapi.Options{
-		Backend:       timedBackend{a.backend, a.metrics},
+		Backend:       timedBackend{a.consents.watch(a.backend), a.metrics},
 		Registry:      a.registry,
 		Validator:     validator,
 		Authenticator: a.fhirAuthenticator(),
@@ -206,7 +210,7 @@ func (a *App) build(ctx context.Context) error {
 		AuditLog:      a.store,
 		AuditorRole:   a.cfg.Audit.AuditorRole,
 		Bundles: &bundle.Processor{
-			Backend: a.backend, Validator: validator, BaseURL: a.cfg.FHIRBase(),
+			Backend: a.consents.watch(a.backend), Validator: validator, BaseURL: a.cfg.FHIRBase(),
 			Parse:      bundle.SearchParser(a.registry, a.cfg.FHIRBase(), a.cfg.FHIR.MaxCount),
 			MaxEntries: limits.MaxBundleEntries, Log: a.log,
 		},
@@ -259,6 +263,10 @@ func (a *App) policyEngine(matcher policy.Matcher, membership policy.Membership)
 	cfg := policy.Config{
 		Registry: a.registry, Matcher: matcher, Membership: membership, BaseURL: a.cfg.FHIRBase(),
 		UserAccess: ua, MaxUserPatients: a.cfg.Policy.MaxUserPatients, DenyAsForbidden: !a.cfg.Policy.HideExistence,
+		Labels: labelPolicy(a.cfg.Policy),
+	}
+	if a.cfg.Policy.Consent.Enforce {
+		cfg.Consents = a.consents
 	}
 	if a.cfg.Policy.ShadowEnabled() {
 		sua, err := policy.NewUserAccess(a.cfg.Policy.Shadow.UserAccess, careTeams)

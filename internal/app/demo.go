@@ -31,8 +31,11 @@ func (a *App) LoadDemo(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "demo data loaded in %s: %s\n  %d resources carry security labels\n  try: curl '%s/Patient?_count=5'\n",
-		time.Since(start).Round(time.Millisecond), sum, sum.Labeled, a.cfg.FHIRBase())
+	if err := loadDemoConsents(ctx, a.store, time.Now()); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "demo data loaded in %s: %s\n  %d resources carry security labels, %d patients have privacy Consents\n  try: curl '%s/Patient?_count=5'\n",
+		time.Since(start).Round(time.Millisecond), sum, sum.Labeled, len(demoConsents), a.cfg.FHIRBase())
 	return nil
 }
 
@@ -46,10 +49,11 @@ func (a *App) printDemoLogins(out io.Writer) {
   patient:   alice / %s   (Patient/%s)
   patient:   bob / %s     (Patient/%s)
   clinician: drsmith / %s (Practitioner/%s), EHR launcher at %s/ehr
+  psychiatrist: drnovak / %s (Practitioner/%s; behavioral-health clearance)
 demo clients:
   %s (public, PKCE), redirect URIs %v
   %s (confidential, client_secret_basic, secret %s)
 `, demoPatientPassword, demo.AlicePatientID, demoPatient2Password, demo.BobPatientID,
-		demoClinicianPassword, demo.SmithPractitioner, a.cfg.Issuer(),
+		demoClinicianPassword, demo.SmithPractitioner, a.cfg.Issuer(), demoPsychPassword, demoPsychiatrist,
 		demoClientID, a.demo.clients[0].RedirectURIs, demoServiceClientID, demoServiceSecret)
 }

@@ -46,6 +46,8 @@ const (
 	ActionClientRegistered  Action = "client-registered"
 	ActionKeyRotated        Action = "key-rotated"
 	ActionBreakGlass        Action = "break-glass"
+	// ActionBreakGlassReviewed: a privacy officer closed a break-glass review item.
+	ActionBreakGlassReviewed Action = "break-glass-reviewed"
 	// ActionAlert is an alert raised by a detector.
 	ActionAlert Action = "alert"
 )
@@ -189,18 +191,19 @@ type restInfo struct {
 
 // securityActions maps each security action to its AuditEvent type and subtype.
 var securityActions = map[Action]securityInfo{
-	ActionLogin:             {dcm("110114", "User Authentication"), dcm("110122", "Login"), "E"},
-	ActionLogout:            {dcm("110114", "User Authentication"), dcm("110123", "Logout"), "E"},
-	ActionConsentGiven:      {dcm("110113", "Security Alert"), dcm("110137", "User Security Attributes Changed"), "E"},
-	ActionConsentWithheld:   {dcm("110113", "Security Alert"), dcm("110137", "User Security Attributes Changed"), "E"},
-	ActionTokenIssued:       {dcm("110114", "User Authentication"), iheEvent("ITI-71", "Get Access Token"), "E"},
-	ActionTokenRefreshed:    {dcm("110114", "User Authentication"), iheEvent("ITI-71", "Get Access Token"), "E"},
-	ActionTokenRevoked:      {dcm("110113", "Security Alert"), dcm("110137", "User Security Attributes Changed"), "D"},
-	ActionTokenIntrospected: {dcm("110114", "User Authentication"), iheEvent("ITI-102", "Introspect Token"), "E"},
-	ActionClientRegistered:  {dcm("110113", "Security Alert"), dcm("110129", "Security Configuration"), "C"},
-	ActionKeyRotated:        {dcm("110113", "Security Alert"), dcm("110129", "Security Configuration"), "U"},
-	ActionBreakGlass:        {dcm("110113", "Security Alert"), dcm("110127", "Emergency Override Started"), "E"},
-	ActionAlert:             {dcm("110113", "Security Alert"), dcm("110132", "Use of Restricted Function"), "E"},
+	ActionLogin:              {dcm("110114", "User Authentication"), dcm("110122", "Login"), "E"},
+	ActionLogout:             {dcm("110114", "User Authentication"), dcm("110123", "Logout"), "E"},
+	ActionConsentGiven:       {dcm("110113", "Security Alert"), dcm("110137", "User Security Attributes Changed"), "E"},
+	ActionConsentWithheld:    {dcm("110113", "Security Alert"), dcm("110137", "User Security Attributes Changed"), "E"},
+	ActionTokenIssued:        {dcm("110114", "User Authentication"), iheEvent("ITI-71", "Get Access Token"), "E"},
+	ActionTokenRefreshed:     {dcm("110114", "User Authentication"), iheEvent("ITI-71", "Get Access Token"), "E"},
+	ActionTokenRevoked:       {dcm("110113", "Security Alert"), dcm("110137", "User Security Attributes Changed"), "D"},
+	ActionTokenIntrospected:  {dcm("110114", "User Authentication"), iheEvent("ITI-102", "Introspect Token"), "E"},
+	ActionClientRegistered:   {dcm("110113", "Security Alert"), dcm("110129", "Security Configuration"), "C"},
+	ActionKeyRotated:         {dcm("110113", "Security Alert"), dcm("110129", "Security Configuration"), "U"},
+	ActionBreakGlass:         {dcm("110113", "Security Alert"), dcm("110127", "Emergency Override Started"), "E"},
+	ActionBreakGlassReviewed: {dcm("110113", "Security Alert"), dcm("110138", "Emergency Override Stopped"), "E"},
+	ActionAlert:              {dcm("110113", "Security Alert"), dcm("110132", "Use of Restricted Function"), "E"},
 }
 
 type securityInfo struct {

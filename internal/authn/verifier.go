@@ -166,6 +166,13 @@ type Principal struct {
 	// the base64url SHA-256 of the client certificate the token was issued to. Empty for a
 	// plain bearer token. CheckBinding compares it with the connection's certificate.
 	CertThumbprint string
+	// Clearance is the clearance claim (the security labels the holder may see); nil when the
+	// token carries none (the policy then applies its default clearance).
+	Clearance *Clearance
+	// PurposeOfUse are the purpose_of_use claim's v3 ActReason codes (TREAT, ETREAT, BTG, ...).
+	PurposeOfUse []string
+	// BreakGlass is set on an emergency-access token (with PurposeOfUse BTG).
+	BreakGlass *BreakGlass
 }
 
 // FHIRUserRef splits FHIRUser into type and id.
@@ -189,6 +196,9 @@ type claims struct {
 	Roles       []string            `json:"roles"`
 	SessionID   string              `json:"sid"`
 	Cnf         *confirmation       `json:"cnf"`
+	Clearance   *Clearance          `json:"clearance"`
+	Purpose     []string            `json:"purpose_of_use"`
+	BreakGlass  *BreakGlass         `json:"break_glass"`
 }
 
 // confirmation is the cnf claim (RFC 7800). Only x5t#S256 (RFC 8705) is understood.
@@ -349,8 +359,14 @@ func (v *Verifier) checkClaims(c *claims) (*Principal, error) {
 		}
 		thumb = c.Cnf.X5tS256
 	}
+	if err := checkSecurity(c); err != nil {
+		return nil, err
+	}
 	scopes, dropped := smart.ParseScopes(c.Scope)
 	return &Principal{
+		Clearance:      c.Clearance,
+		PurposeOfUse:   c.Purpose,
+		BreakGlass:     c.BreakGlass,
 		CertThumbprint: thumb,
 		Issuer:         c.Issuer,
 		Subject:        c.Subject,

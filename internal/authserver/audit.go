@@ -30,6 +30,10 @@ const (
 	reasonAccountGone    = "account-unavailable"
 	reasonUserRevoked    = "user-revoked"
 	reasonLogout         = "logout"
+	// reasonPurposeDenied: purpose_of_use named a purpose the user's roles do not carry.
+	reasonPurposeDenied = "purpose-not-allowed"
+	// reasonBreakGlassDenied: emergency access without a role that allows it or a reason.
+	reasonBreakGlassDenied = "break-glass-not-allowed"
 )
 
 // Where a login happened, as the event's Detail.

@@ -21,6 +21,7 @@ import (
 	"github.com/fhirgate/fhirgate/internal/oauth"
 	"github.com/fhirgate/fhirgate/internal/smart"
 	"github.com/fhirgate/fhirgate/internal/store/sqlstore"
+	"github.com/fhirgate/fhirgate/internal/tokens"
 	"github.com/fhirgate/fhirgate/internal/web"
 )
 
@@ -518,7 +519,7 @@ func (s *Server) patientNeed(u *User, ia *interaction) (needs bool, implied stri
 // patient is in context, and without user/ scopes when the user has no FHIR identity.
 func (s *Server) offeredScopes(u *User, ia *interaction) smart.Scopes {
 	req, _ := smart.ParseScopes(ia.Requested)
-	out := req.Intersect(u.AllowedScopes())
+	out := req.Intersect(s.allowedScopes(u))
 	var keep smart.Scopes
 	for _, sc := range out {
 		switch {
@@ -769,6 +770,19 @@ func (s *Server) finish(w http.ResponseWriter, r *http.Request, ia *interaction,
 		s.provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The EHR launch belongs to another user."))
 		return
 	}
+	purposes, btg, perr := s.requestedPurposes(u, ia.Form)
+	if perr != nil {
+		ev.Reasons = []string{oauth.AccessDenied, reasonPurposeDenied}
+		s.provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The purpose of use is not allowed for this user."))
+		return
+	}
+	bgReason := strings.TrimSpace(ia.Form.Get(ParamBreakGlassReason))
+	if btg && (!s.cfg.Security.mayBreakGlass(u.Roles) || u.IsPatient() || bgReason == "" || len(bgReason) > maxBreakGlassReason) {
+		// Emergency access needs a role that allows it and a written reason.
+		ev.Reasons = []string{oauth.AccessDenied, reasonBreakGlassDenied}
+		s.provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("Emergency access needs a role that allows it and a written reason (break_glass_reason)."))
+		return
+	}
 	// granted = what the user ticked, each within what was offered (so a tampered form cannot add
 	// anything): requested ∩ client ∩ user's role ∩ consent.
 	offered := s.offeredScopes(u, ia)
@@ -794,6 +808,16 @@ func (s *Server) finish(w http.ResponseWriter, r *http.Request, ia *interaction,
 			return
 		}
 	}
+	if btg {
+		// A break-glass grant is short-lived: no refresh token.
+		var keep smart.Scopes
+		for _, sc := range granted {
+			if sc.Kind != smart.KindOfflineAccess && sc.Kind != smart.KindOnlineAccess {
+				keep = append(keep, sc)
+			}
+		}
+		granted = keep
+	}
 	for _, sc := range granted {
 		ar.GrantScope(sc.Echo())
 	}
@@ -818,6 +842,37 @@ func (s *Server) finish(w http.ResponseWriter, r *http.Request, ia *interaction,
 		sess.OnlineUntil = ia.SessionEnd
 	}
 	sess.OIDC = &fositejwt.IDTokenClaims{Subject: u.Username, AuthTime: ia.AuthTime, RequestedAt: ia.Created}
+	sess.PurposeOfUse = purposes
+	if btg {
+		review, err := s.openBreakGlass(ctx, u, ia.ClientID, sess.Patient, bgReason)
+		if err != nil {
+			ev.Reasons, ev.Detail, ev.Outcome = []string{oauth.ServerError}, "the break-glass review item could not be stored", audit.OutcomeError
+			s.provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithHint("Emergency access could not be recorded."))
+			return
+		}
+		sess.BreakGlass = &tokens.BreakGlass{Reason: bgReason, Review: review}
+		sess.AccessTTL = s.cfg.Security.breakGlassTTL()
+		// The audit alert (the break-glass detector) and the review queue item.
+		s.recordOrLog(r, audit.Event{
+			Action: audit.ActionBreakGlass, Outcome: audit.OutcomeSuccess, ClientID: ia.ClientID, Subject: u.Username,
+			FHIRUser: u.FHIRUser, Roles: u.Roles, Patients: patients(sess.Patient), PurposeOfUse: purposes, BreakGlass: true,
+			Detail: "emergency access granted; review item " + review,
+		})
+	}
+	if s.cfg.Consents != nil && u.IsPatient() && sess.Patient == strings.TrimPrefix(u.FHIRUser, "Patient/") && sess.Patient != "" {
+		// The patient's authorisation of the app is recorded as a Consent they can see and
+		// manage (patient/Consent.cruds).
+		var scopes []string
+		for _, sc := range granted {
+			scopes = append(scopes, sc.String())
+		}
+		if err := s.cfg.Consents.RecordAppConsent(ctx, sess.Patient, ia.ClientID, ia.ClientName, scopes, s.now()); err != nil {
+			s.log.ErrorContext(ctx, "the app authorisation could not be recorded as a Consent", "client_id", ia.ClientID, "error", err)
+			ev.Reasons, ev.Detail, ev.Outcome = []string{oauth.ServerError}, "the Consent could not be recorded", audit.OutcomeError
+			s.provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithHint("The authorisation could not be recorded."))
+			return
+		}
+	}
 	ev.Action, ev.Patients, ev.Detail = audit.ActionConsentGiven, patients(sess.Patient), ""
 	resp, err := s.provider.NewAuthorizeResponse(ctx, ar, sess)
 	if err != nil {

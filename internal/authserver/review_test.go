@@ -293,7 +293,8 @@ func TestPatientRoleCeilingAgainstTamperedConsent(t *testing.T) {
 	if st != 200 {
 		t.Fatalf("%d %v", st, tok)
 	}
-	if !sameSet(tok["scope"].(string), "launch/patient patient/*.rs openid fhirUser") || tok["patient"] != "alice" {
+	// The patient role's ceiling: read their record, manage their own Consents.
+	if !sameSet(tok["scope"].(string), "launch/patient patient/*.rs patient/Consent.cruds openid fhirUser") || tok["patient"] != "alice" {
 		t.Errorf("granted %q for patient %v", tok["scope"], tok["patient"])
 	}
 }

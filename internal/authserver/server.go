@@ -77,9 +77,14 @@ type Config struct {
 	// Audit receives the security events (login, logout, consent, token issue, refresh,
 	// revocation and introspection, client registration, key rotation); nil records none. Token
 	// issuance fails closed when recording fails.
-	Audit  audit.Recorder
-	Now    func() time.Time
-	Logger *slog.Logger
+	Audit audit.Recorder
+	// Security derives the clearance, purpose-of-use and break-glass claims from roles; nil
+	// issues none and keeps the built-in scope ceilings.
+	Security *Security
+	// Consents records a Consent when a patient authorises an app; nil records none.
+	Consents ConsentRecorder
+	Now      func() time.Time
+	Logger   *slog.Logger
 }
 
 // Server is the authorization server.
@@ -241,8 +246,8 @@ func (s *Server) buildProvider() {
 	enigma := &fositehmac.HMACStrategy{Config: conf}
 	s.hmacs = &hmacStrategy{HMACSHAStrategyUnPrefixed: oauth2.NewHMACSHAStrategyUnPrefixed(enigma, conf), now: s.now,
 		reload: func(ctx context.Context) { s.keys.ReloadIfOlder(ctx, time.Second) }}
-	access := &accessStrategy{minter: s.minter, now: s.now, defaultTTL: s.auth.AccessTokenTTL}
-	ids := &idStrategy{minter: s.minter, fhirBase: s.fhirBase, now: s.now}
+	access := &accessStrategy{minter: s.minter, now: s.now, defaultTTL: s.auth.AccessTokenTTL, sec: s.cfg.Security}
+	ids := &idStrategy{minter: s.minter, fhirBase: s.fhirBase, now: s.now, sec: s.cfg.Security}
 	// id_token_hint validation needs a fosite JWT signer; it gets the current ID-token key.
 	idSigner := &fositejwt.DefaultSigner{GetPrivateKey: func(context.Context) (interface{}, error) {
 		k, err := s.keys.Current(keys.PurposeID)

@@ -9,6 +9,7 @@ import (
 	"github.com/ory/fosite/token/jwt"
 
 	"github.com/fhirgate/fhirgate/internal/smart"
+	"github.com/fhirgate/fhirgate/internal/tokens"
 )
 
 // Session is what fhirgate keeps with every grant: who authorized it and the SMART launch context.
@@ -32,6 +33,11 @@ type Session struct {
 	StyleURL          string              `json:"smart_style_url,omitempty"`
 	// OnlineUntil caps the life of an online_access grant (the login session's end).
 	OnlineUntil time.Time `json:"online_until,omitzero"`
+	// PurposeOfUse are the v3 ActReason codes of the grant's tokens (role defaults, narrowed
+	// by the authorize request; BTG for emergency access).
+	PurposeOfUse []string `json:"purpose_of_use,omitempty"`
+	// BreakGlass is set on an emergency-access grant.
+	BreakGlass *tokens.BreakGlass `json:"break_glass,omitempty"`
 	// AccessTTL is the lifetime of access tokens minted for this grant.
 	AccessTTL time.Duration `json:"access_ttl,omitempty"`
 	// CertThumbprint is the x5t#S256 of the TLS client certificate the grant's tokens are bound

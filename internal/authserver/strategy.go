@@ -20,6 +20,7 @@ type accessStrategy struct {
 	now    func() time.Time
 	// defaultTTL applies when the session names none.
 	defaultTTL time.Duration
+	sec        *Security
 }
 
 var _ oauth2.AccessTokenStrategy = (*accessStrategy)(nil)
@@ -46,6 +47,11 @@ func (a *accessStrategy) GenerateAccessToken(_ context.Context, r fosite.Request
 		ID: tokens.NewJTI(), ClientID: r.GetClient().GetID(), Scope: strings.Join(r.GetGrantedScopes(), " "),
 		Patient: sess.Patient, Encounter: sess.Encounter, FHIRUser: sess.FHIRUser, FHIRContext: sess.FHIRContext,
 		Roles: sess.Roles, SID: sess.SID,
+		Clearance:    a.sec.Clearance(sess.Roles, sess.Username != "", r.GetClient().GetID()),
+		PurposeOfUse: sess.PurposeOfUse, BreakGlass: sess.BreakGlass,
+	}
+	if sess.Username == "" && len(c.PurposeOfUse) == 0 && a.sec != nil {
+		c.PurposeOfUse = a.sec.purposes(a.sec.ClientRoles[c.ClientID])
 	}
 	if sess.CertThumbprint != "" {
 		c.Cnf = &tokens.Confirmation{X5tS256: sess.CertThumbprint}
@@ -113,6 +119,7 @@ type idStrategy struct {
 	minter   *tokens.Minter
 	fhirBase string
 	now      func() time.Time
+	sec      *Security
 }
 
 var _ openid.OpenIDConnectTokenStrategy = (*idStrategy)(nil)
@@ -133,6 +140,12 @@ func (s *idStrategy) GenerateIDToken(_ context.Context, lifespan time.Duration, 
 	}
 	if sess.FHIRUser != "" && r.GetGrantedScopes().Has("fhirUser") {
 		c.FHIRUser = strings.TrimRight(s.fhirBase, "/") + "/" + sess.FHIRUser
+	}
+	if s.sec != nil {
+		c.Security = &tokens.IDSecurity{
+			Roles: sess.Roles, Clearance: s.sec.Clearance(sess.Roles, true, r.GetClient().GetID()),
+			PurposeOfUse: sess.PurposeOfUse, BreakGlass: sess.BreakGlass != nil,
+		}
 	}
 	tok, err := s.minter.SignID(c)
 	if err != nil {

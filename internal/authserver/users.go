@@ -34,7 +34,7 @@ const (
 // user's consent narrow it further. A user without a known role can sign in and grant identity
 // scopes only (deny by default).
 var roleScopes = map[string]string{
-	RolePatient:   "patient/*.rs",
+	RolePatient:   "patient/*.rs patient/Consent.cruds",
 	RoleClinician: "patient/*.cruds user/*.cruds",
 }
 

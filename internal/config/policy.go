@@ -1,5 +1,7 @@
 package config
 
+import "time"
+
 // Policy configures the access decision of the FHIR API (internal/policy; docs/access-control.md).
 type Policy struct {
 	// UserAccess bounds the user/ scopes of a Practitioner or PractitionerRole user with the
@@ -17,6 +19,18 @@ type Policy struct {
 	// Shadow is a second rule set evaluated beside the enforced one and only logged and
 	// audited (never enforced), to try a stricter policy on real traffic first.
 	Shadow PolicyShadow `yaml:"shadow"`
+	// Labels enforces security labels against the clearance of tokens.
+	Labels PolicyLabels `yaml:"labels"`
+	// Roles are the roles of users and clients: clearance, scope ceiling, purpose of use and
+	// break-glass permission. Defaults: DefaultRoles.
+	Roles map[string]Role `yaml:"roles"`
+	// ClientRoles gives clients roles (client_id → role names): a client's clearance bounds
+	// the user's, and is the clearance of its client_credentials tokens.
+	ClientRoles map[string][]string `yaml:"client_roles"`
+	// Consent enforces patients' Consent resources.
+	Consent PolicyConsent `yaml:"consent"`
+	// BreakGlass configures emergency access.
+	BreakGlass PolicyBreakGlass `yaml:"break_glass"`
 }
 
 // PolicyShadow is the shadow rule set; an empty Mode disables it.
@@ -43,6 +57,10 @@ func DefaultPolicy() Policy {
 		HideExistence:   true,
 		MaxUserPatients: 1000,
 		Shadow:          PolicyShadow{UserAccess: "all", HideExistence: true, MaxUserPatients: 1000},
+		Labels:          PolicyLabels{Enforce: true, DefaultClearance: Clearance{Confidentiality: "N"}},
+		Roles:           DefaultRoles(),
+		Consent:         PolicyConsent{Enforce: true, CacheTTL: time.Minute, RecordAuthorizations: true},
+		BreakGlass:      PolicyBreakGlass{TTL: 15 * time.Minute},
 	}
 }
 
@@ -52,6 +70,7 @@ func (p *Policy) ShadowEnabled() bool { return p.Shadow.Mode == PolicyShadowAudi
 func (p *Policy) validate(v *Problems) {
 	checkUserAccess(v, "policy.user_access", p.UserAccess)
 	checkMaxUserPatients(v, "policy.max_user_patients", p.MaxUserPatients)
+	p.validateSecurity(v)
 	switch p.Shadow.Mode {
 	case "":
 	case PolicyShadowAuditOnly:

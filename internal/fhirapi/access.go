@@ -73,6 +73,7 @@ func (a *API) authenticate(w http.ResponseWriter, r *http.Request) (*http.Reques
 		return r, a.challenge(w, err)
 	}
 	st.principal = p
+	markBreakGlass(w, p)
 	// Page links are bound to who asked (not to the token, which a refresh replaces).
 	binding := p.Issuer + "\x00" + p.ClientID + "\x00" + p.Subject + "\x00" + p.Patient
 	return r.WithContext(context.WithValue(r.Context(), pageBindingKey{}, binding)), nil
@@ -139,7 +140,7 @@ func denial(d policy.Decision, in policy.Input) error {
 // resource leaves the server; the narrowed query should never have produced one that fails it.
 func (a *API) visible(r *http.Request, d policy.Decision, res *fhir.Resource) bool {
 	ok, why := d.Filter.Check(res.Type, res.Body)
-	if !ok && why != policy.ReasonGranularMismatch && why != policy.ReasonOutsideCompartment && why != policy.ReasonOutsideUserAccess {
+	if !ok && !quietRefusal(why) {
 		a.opts.Logger.WarnContext(r.Context(), "response filter held back a resource", "type", res.Type, "id", res.ID, "reason", why)
 	}
 	return ok

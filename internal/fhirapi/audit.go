@@ -150,6 +150,7 @@ func (a *API) record(r *http.Request, st *requestState, status int) error {
 	}
 	if p := st.principal; p != nil {
 		e.ClientID, e.Subject, e.FHIRUser, e.Roles, e.TokenID = p.ClientID, p.Subject, p.FHIRUser, p.Roles, p.JTI
+		e.PurposeOfUse, e.BreakGlass = p.PurposeOfUse, p.IsBreakGlass()
 		st.addPatient(p.Patient)
 	}
 	for id := range st.patients {

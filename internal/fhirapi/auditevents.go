@@ -58,7 +58,7 @@ func (a *API) auditAllowed(r *http.Request, in policy.Input) (policy.Decision, e
 	if err != nil {
 		return d, err
 	}
-	if d.Narrowing != nil {
+	if d.Narrowing != nil && !d.Narrowing.LabelsOnly() {
 		return d, fhir.Errorf(http.StatusForbidden, "forbidden", "the audit trail is not available to a token bounded to a patient or to granular scopes")
 	}
 	st := stateOf(r)

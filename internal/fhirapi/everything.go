@@ -64,6 +64,7 @@ func (a *API) everything(w http.ResponseWriter, r *http.Request, id string) erro
 	total := len(b.Entry)
 	b.Total = &total
 	returned(r, total)
+	appendBreakGlassOutcome(b, stateOf(r).principal)
 	body, err := marshal(b)
 	if err != nil {
 		return err

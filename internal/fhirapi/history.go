@@ -72,7 +72,7 @@ func (a *API) runHistory(w http.ResponseWriter, r *http.Request, interaction pol
 	if err != nil {
 		return err
 	}
-	if hq.ID == "" && d.Narrowing != nil {
+	if hq.ID == "" && d.Narrowing != nil && !d.Narrowing.LabelsOnly() {
 		// The store's history cannot be bounded to a compartment or granular scope, and
 		// filtering whole pages after the fact would page through other patients' records.
 		return fhir.Errorf(http.StatusForbidden, "forbidden", "type and system history are not available to a token bounded to a patient or to granular scopes; use search")
@@ -99,6 +99,10 @@ func (a *API) runHistory(w http.ResponseWriter, r *http.Request, interaction pol
 		return err
 	}
 	b := &fhir.Bundle{ResourceType: "Bundle", ID: newBundleID(), Type: "history", Total: page.Total}
+	if d.Narrowing.LabelsOnly() {
+		// The store's count includes versions whose labels the caller may not see.
+		b.Total = nil
+	}
 	b.Meta = &fhir.BundleMeta{LastUpdated: a.opts.Now().UTC().Format(fhir.TimeFormat)}
 	b.Link = append(b.Link, fhir.BundleLink{Relation: "self", URL: a.selfURL(r, params)})
 	if page.Next != "" {
@@ -139,6 +143,7 @@ func (a *API) runHistory(w http.ResponseWriter, r *http.Request, interaction pol
 		b.Entry = append(b.Entry, entry)
 	}
 	returned(r, len(b.Entry))
+	appendBreakGlassOutcome(b, stateOf(r).principal)
 	body, err := marshal(b)
 	if err != nil {
 		return err

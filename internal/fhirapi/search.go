@@ -155,6 +155,7 @@ func (a *API) runSearch(w http.ResponseWriter, r *http.Request, interaction poli
 		}
 		b.Entry = append(b.Entry, e)
 	}
+	warnings = append(warnings, breakGlassIssues(stateOf(r).principal)...)
 	if len(warnings) > 0 {
 		oo := &fhir.OperationOutcome{ResourceType: "OperationOutcome", Issue: warnings}
 		b.Entry = append(b.Entry, fhir.BundleEntry{Resource: fhir.MarshalOutcome(oo), Search: &fhir.EntrySearch{Mode: "outcome"}})

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fhirgate/fhirgate/internal/authn"
@@ -60,6 +61,12 @@ type Config struct {
 	// patient's, a granular mismatch) 403 instead of 404 (config policy.hide_existence: false).
 	// The default hides existence.
 	DenyAsForbidden bool
+	// Labels enforces security labels (meta.security) against the token's clearance; nil
+	// enforces none. See labels.go and docs/access-control.md §3.9.
+	Labels *LabelPolicy
+	// Consents supplies the active patient-privacy Consents of a patient; nil enforces none.
+	// See consent.go and docs/access-control.md §3.10.
+	Consents ConsentSource
 	// Shadow, when set, is a second rule set evaluated beside this one in audit-only mode: its
 	// decision is recorded in Decision.Shadow and never enforced. Its Registry, Matcher and
 	// Membership default to this Config's; it cannot have a shadow of its own.
@@ -85,6 +92,9 @@ type Engine struct {
 	maxPatients int
 	revealDeny  bool
 	shadow      *Engine
+	labels      *LabelPolicy
+	sensitivity []string
+	consents    ConsentSource
 }
 
 // New builds an Engine.
@@ -109,6 +119,12 @@ func New(cfg Config) (*Engine, error) {
 		}
 		if sc.Now == nil {
 			sc.Now = cfg.Now
+		}
+		if sc.Labels == nil {
+			sc.Labels = cfg.Labels
+		}
+		if sc.Consents == nil {
+			sc.Consents = cfg.Consents
 		}
 		if e.shadow, err = newEngine(sc); err != nil {
 			return nil, fmt.Errorf("policy: shadow rule set: %w", err)
@@ -166,6 +182,10 @@ func newEngine(cfg Config) (*Engine, error) {
 	if e.now == nil {
 		e.now = time.Now
 	}
+	if err := e.setLabels(cfg.Labels); err != nil {
+		return nil, err
+	}
+	e.consents = cfg.Consents
 	if e.userAccess == nil {
 		e.userAccess = AllPatients{}
 	}
@@ -283,6 +303,13 @@ func (e *Engine) evaluate(ctx context.Context, in Input) (Decision, error) {
 	if r != "" {
 		return deny(r, "%s", detail), nil
 	}
+	subj.ctx = ctx
+	subj.labels = e.labelsFor(in.Principal)
+	if err := e.loadConsent(ctx, subj, in); err != nil {
+		d := deny(ReasonEvaluationError, "%v", err)
+		d.Rule = "consent"
+		return d, err
+	}
 	if subj.needsReach {
 		rc, err := e.userReach(ctx, in.Principal.FHIRUser)
 		switch {
@@ -333,6 +360,26 @@ type subject struct {
 	// patient.
 	needsReach bool
 	reach      *reach
+	// labels are the security labels the subject may not see (nil: none hidden).
+	labels *labelRules
+	// consent holds the Consent rules of the patient the subject is bound to, and ctx is the
+	// request's context for the Consent lookups of the ResponseFilter.
+	consent *consentRules
+	ctx     context.Context
+	// consentBound: the request is bounded to one patient (consent holds its rules, nil when
+	// none apply); consentUnbounded: an unbounded search that some patient's Consent restricts.
+	consentBound     bool
+	consentBoundID   string
+	consentUnbounded bool
+	// consentOthers are, for an unbounded request, the Consent rules of every patient whose
+	// Consent applies to the subject (their data is excluded from unbounded searches).
+	consentOthers []*consentRules
+	// consentPatients are the patients that have Consents (consentTooMany: more than
+	// MaxConsentPatients, every body is then looked up).
+	consentPatients map[string]bool
+	consentTooMany  bool
+	consentMu       sync.Mutex
+	consentCache    map[string]*consentRules
 }
 
 // bound reports whether some scopes of the subject are bound to a patient.
@@ -389,6 +436,10 @@ type access struct {
 	user *reach
 	// scopes are the scopes that permit the type (Decision.Rule).
 	scopes []string
+	// labels are the labels hidden from the subject; consent the Consent rules of its patient.
+	labels  *labelRules
+	consent *consentRules
+	subj    *subject
 }
 
 // constrained reports whether a resource must be checked beyond its type.
@@ -406,7 +457,7 @@ func (a *access) rule() string {
 // accessFor finds the scopes of subj that permit any of perms on typ, and what they require of
 // a resource. The reason is set (and access unusable) when no scope permits it.
 func (e *Engine) accessFor(subj *subject, typ string, perms smart.Perms) (access, Reason, string) {
-	a := access{typ: typ}
+	a := access{typ: typ, labels: subj.labels, consent: subj.consent, subj: subj}
 	typeNamed := false
 	userBound := false
 	var why Reason
@@ -518,6 +569,18 @@ func (e *Engine) permits(a *access, typ string, body []byte) (bool, Reason, erro
 	}
 	if err := json.Unmarshal(body, &h); err != nil || h.ResourceType != typ {
 		return false, ReasonInvalidInput, nil
+	}
+	if a.labels != nil {
+		visible, err := a.labels.check(body)
+		if err != nil {
+			return false, ReasonEvaluationError, err
+		}
+		if !visible {
+			return false, ReasonLabelAboveClearance, nil
+		}
+	}
+	if ok, why, err := e.consentPermits(a, typ, body); err != nil || !ok {
+		return false, why, err
 	}
 	if a.compartment != nil {
 		in, err := e.membership.InCompartment(*a.compartment, typ, body)
@@ -754,6 +817,7 @@ func (e *Engine) narrowing(subj *subject, types []string, perm smart.Perms) (*Na
 		}
 	}
 	var withComp, withoutComp, withUser, granular int
+	consentNarrowed := false
 	var scopes []string
 	var user *reach
 	for _, t := range types {
@@ -780,8 +844,16 @@ func (e *Engine) narrowing(subj *subject, types []string, perm smart.Perms) (*Na
 			granular++
 		}
 		cl, ok, err := e.searchClauses(&a, t)
+		if errors.Is(err, errConsentUnbounded) {
+			d := deny(ReasonConsentDenied, "a patient's Consent restricts %s: search within one patient (patient=, subject= or Patient/[id]/%s)", t, t)
+			d.Rule = "consent"
+			return nil, d
+		}
 		if err != nil {
-			return nil, deny(ReasonQueryUnsupported, "user_access=%s cannot bound %s: %v", a.user.strategy, t, err)
+			return nil, deny(ReasonQueryUnsupported, "cannot bound %s: %v", t, err)
+		}
+		if e.compartment[t] && (a.consent != nil || len(subj.consentOthers) > 0) {
+			consentNarrowed = true
 		}
 		if !ok {
 			return nil, deny(ReasonGranularUnsupported, "the granular scopes on %s cannot be expressed as one search", t)
@@ -803,7 +875,16 @@ func (e *Engine) narrowing(subj *subject, types []string, perm smart.Perms) (*Na
 		allow.Rule += " user_access=" + user.strategy
 	}
 	if len(n.Clauses) > 0 && len(types) > 1 {
-		return nil, deny(ReasonGranularUnsupported, "granular scopes cannot bound a search over several types")
+		return nil, deny(ReasonGranularUnsupported, "granular scopes or Consent rules cannot bound a search over several types")
+	}
+	if subj.labels.searchable() {
+		allow.Reasons = append(allow.Reasons, ReasonLabelsNarrowed)
+	}
+	if consentNarrowed {
+		allow.Reasons = append(allow.Reasons, ReasonConsentNarrowed)
+	}
+	if subj.p.IsBreakGlass() {
+		allow.Reasons = append(allow.Reasons, ReasonBreakGlass)
 	}
 	if n.Compartment != nil {
 		allow.Reasons = append(allow.Reasons, ReasonCompartmentNarrowed)
@@ -829,11 +910,15 @@ func (e *Engine) searchClauses(a *access, typ string) (cl []search.Clause, ok bo
 	if a.user != nil {
 		uc, err := e.userClause(a.user, typ)
 		if err != nil {
-			return nil, true, err
+			return nil, true, fmt.Errorf("user_access=%s: %w", a.user.strategy, err)
 		}
 		cl = append(cl, uc)
 	}
-	return cl, true, nil
+	cc, err := e.consentClauses(a, typ)
+	if err != nil {
+		return nil, true, err
+	}
+	return append(cl, cc...), true, nil
 }
 
 // mergeAlternatives expresses "any one of these clause sets" as clauses to AND into a search:

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/fhirgate/fhirgate/internal/fhir/definitions"
 	"github.com/fhirgate/fhirgate/internal/fhir/search"
 	"github.com/fhirgate/fhirgate/internal/smart"
 )
@@ -33,18 +34,31 @@ type Narrowing struct {
 	subj *subject
 	perm smart.Perms
 	deny map[string]bool
+	// labels hide the resources whose security labels the token's clearance does not cover:
+	// one _security:not clause ANDed into every search, whatever its types.
+	labels *labelRules
 }
 
 func newNarrowing(e *Engine, subj *subject, perm smart.Perms) *Narrowing {
-	return &Narrowing{Clauses: map[string][]search.Clause{}, e: e, subj: subj, perm: perm, deny: map[string]bool{}}
+	n := &Narrowing{Clauses: map[string][]search.Clause{}, e: e, subj: subj, perm: perm, deny: map[string]bool{}}
+	if subj != nil && subj.labels.searchable() {
+		n.labels = subj.labels
+	}
+	return n
 }
 
 // orNil drops a narrowing that adds nothing.
 func (n *Narrowing) orNil() *Narrowing {
-	if n == nil || (n.Compartment == nil && n.Types == nil && len(n.Clauses) == 0) {
+	if n == nil || (n.Compartment == nil && n.Types == nil && len(n.Clauses) == 0 && n.labels == nil) {
 		return nil
 	}
 	return n
+}
+
+// LabelsOnly reports whether the narrowing only hides labelled resources (no compartment, type
+// or per-type clause): a history can then run and drop the hidden entries one by one.
+func (n *Narrowing) LabelsOnly() bool {
+	return n != nil && n.labels != nil && n.Compartment == nil && n.Types == nil && len(n.Clauses) == 0
 }
 
 // For returns the clauses to AND into a search of typ, and false when typ must not be searched
@@ -54,6 +68,18 @@ func (n *Narrowing) For(typ string) ([]search.Clause, bool) {
 	if n == nil {
 		return nil, true
 	}
+	cl, ok := n.forType(typ)
+	if !ok || n.labels == nil {
+		return cl, ok
+	}
+	lc, err := n.labels.clause(n.e, []string{typ})
+	if err != nil {
+		return nil, false
+	}
+	return append(cl, lc), true
+}
+
+func (n *Narrowing) forType(typ string) ([]search.Clause, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if cl, ok := n.Clauses[typ]; ok {
@@ -80,6 +106,10 @@ func (n *Narrowing) For(typ string) ([]search.Clause, bool) {
 	}
 	n.Clauses[typ] = cl
 	return slices.Clone(cl), true
+}
+
+func (n *Narrowing) refusesType(typ string) bool {
+	return n.subj != nil && n.subj.consentUnbounded && n.e != nil && n.e.compartment[typ]
 }
 
 // Narrow applies the narrowing to q: it sets the compartment (refusing a different one the
@@ -109,8 +139,22 @@ func (n *Narrowing) Narrow(q *search.Query) error {
 		return fmt.Errorf("%w: a search over every type", ErrNarrowing)
 	}
 	var add []search.Clause
+	if n.labels != nil {
+		types := q.Types
+		if len(types) == 0 {
+			types = definitions.ResourceTypes
+		}
+		lc, err := n.labels.clause(n.e, types)
+		if err != nil {
+			return fmt.Errorf("%w: security labels: %w", ErrNarrowing, err)
+		}
+		add = append(add, lc)
+	}
 	for _, t := range q.Types {
-		cl, ok := n.For(t)
+		if n.refusesType(t) {
+			return fmt.Errorf("%w: a patient's Consent restricts %s across patients", ErrNarrowing, t)
+		}
+		cl, ok := n.forType(t)
 		if !ok {
 			return fmt.Errorf("%w: %s may not be searched", ErrNarrowing, t)
 		}

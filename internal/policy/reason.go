@@ -17,6 +17,13 @@ const (
 	// ReasonUserAccessNarrowed: the user/ scopes are bounded by the user's own permissions
 	// (policy.user_access compartment or care-team).
 	ReasonUserAccessNarrowed Reason = "user-access-narrowed"
+	// ReasonLabelsNarrowed: the search is bounded to the resources whose security labels the
+	// token's clearance covers.
+	ReasonLabelsNarrowed Reason = "labels-narrowed"
+	// ReasonConsentNarrowed: the search is bounded by the patient's Consent.
+	ReasonConsentNarrowed Reason = "consent-narrowed"
+	// ReasonBreakGlass: an emergency-access token; label and Consent restrictions are lifted.
+	ReasonBreakGlass Reason = "break-glass"
 )
 
 // Reasons for denying.
@@ -76,6 +83,12 @@ const (
 	// ReasonUserAccessTooBroad: the user reaches more patients than policy.max_user_patients;
 	// the request is refused rather than run with an unbounded OR clause.
 	ReasonUserAccessTooBroad Reason = "user-access-too-broad"
+	// ReasonLabelAboveClearance: the resource carries a security label the token's clearance
+	// does not cover. Reads answer 404 (unless policy.hide_existence is false).
+	ReasonLabelAboveClearance Reason = "label-above-clearance"
+	// ReasonConsentDenied: the patient's Consent denies this access. Reads answer 404 (unless
+	// policy.hide_existence is false).
+	ReasonConsentDenied Reason = "consent-denied"
 )
 
 // denyRules name the rule behind each denial (Decision.Rule); a decision may override it with a
@@ -101,4 +114,6 @@ var denyRules = map[Reason]string{
 	ReasonOutsideUserAccess:         "user-access",
 	ReasonTypeOutsideUserAccess:     "user-access-types",
 	ReasonUserAccessTooBroad:        "user-access-cap",
+	ReasonLabelAboveClearance:       "clearance",
+	ReasonConsentDenied:             "consent",
 }

@@ -47,6 +47,26 @@ type AccessClaims struct {
 	// Cnf binds the token to the client's TLS certificate (RFC 8705 section 3.1); nil for an
 	// unbound bearer token.
 	Cnf *Confirmation `json:"cnf,omitempty"`
+	// Clearance is the security labels the holder may see (confidentiality ceiling and
+	// sensitivity codes), from the roles of the user and the client.
+	Clearance *Clearance `json:"clearance,omitempty"`
+	// PurposeOfUse are v3 ActReason codes (TREAT, BTG, ...).
+	PurposeOfUse []string `json:"purpose_of_use,omitempty"`
+	// BreakGlass is set on an emergency-access token.
+	BreakGlass *BreakGlass `json:"break_glass,omitempty"`
+}
+
+// Clearance is the clearance claim: the highest v3 confidentiality code and the v3 ActCode
+// sensitivity codes the holder may see.
+type Clearance struct {
+	Confidentiality string   `json:"confidentiality"`
+	Sensitivity     []string `json:"sensitivity,omitempty"`
+}
+
+// BreakGlass is the break_glass claim: the clinician's written reason and the review item.
+type BreakGlass struct {
+	Reason string `json:"reason"`
+	Review string `json:"review,omitempty"`
 }
 
 // Confirmation is the cnf claim of a certificate-bound access token (RFC 8705 section 3.1).
@@ -88,6 +108,16 @@ type IDClaims struct {
 	SID      string `json:"sid,omitempty"`
 	// AZP is the authorized party (the client id).
 	AZP string `json:"azp,omitempty"`
+	// Security tells the app the user's roles, clearance and purpose of use.
+	Security *IDSecurity `json:"security,omitempty"`
+}
+
+// IDSecurity is the security claim of an ID token.
+type IDSecurity struct {
+	Roles        []string   `json:"roles,omitempty"`
+	Clearance    *Clearance `json:"clearance,omitempty"`
+	PurposeOfUse []string   `json:"purpose_of_use,omitempty"`
+	BreakGlass   bool       `json:"break_glass,omitempty"`
 }
 
 // Minter signs and verifies fhirgate's JWTs.

@@ -104,3 +104,21 @@ func (d *Definition) WithParams(resourceType string, params ...string) (*Definit
 	out.params[resourceType] = ps
 	return out, nil
 }
+
+// Compartments returns the ids of every compartment of compartmentType that holds body, a
+// resource of resourceType (one extraction for all of them). It implements
+// policy.CompartmentLister.
+func (m *MembershipChecker) Compartments(compartmentType, resourceType string, body []byte) ([]string, error) {
+	if m == nil || m.reg == nil || m.set == nil {
+		return nil, errors.New("compartment: Compartments on a checker not built by NewMembership")
+	}
+	d, ok := m.set.Lookup(compartmentType)
+	if !ok {
+		return nil, fmt.Errorf("%w %q", ErrUnknownCompartment, compartmentType)
+	}
+	entries, err := m.reg.Extract(resourceType, body)
+	if err != nil {
+		return nil, fmt.Errorf("compartment: %w", err)
+	}
+	return d.Members(resourceType, entries), nil
+}
