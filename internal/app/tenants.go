@@ -96,10 +96,19 @@ func (a *App) buildTenant(ctx context.Context, key string, tc config.Tenant, dep
 	if err != nil {
 		return nil, fmt.Errorf("%s.user_access: %w", key, err)
 	}
-	engine, err := policy.New(policy.Config{
+	// Security labels and patient Consents bind a tenant as they bind the default FHIR base; the
+	// tenant's Consents are read from, and invalidated by writes to, its own backend.
+	pcfg := policy.Config{
 		Registry: a.registry, Matcher: deps.matcher, Membership: deps.membership, BaseURL: base,
 		UserAccess: ua, MaxUserPatients: a.cfg.Policy.MaxUserPatients, DenyAsForbidden: !a.cfg.Policy.HideExistence,
-	})
+		Labels: labelPolicy(a.cfg.Policy),
+	}
+	consents := newConsentStore(b, a.registry, a.cfg.Policy.Consent.CacheTTL)
+	watched := consents.watch(b)
+	if a.cfg.Policy.Consent.Enforce {
+		pcfg.Consents = consents
+	}
+	engine, err := policy.New(pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", key, err)
 	}
@@ -115,19 +124,23 @@ func (a *App) buildTenant(ctx context.Context, key string, tc config.Tenant, dep
 	if err != nil {
 		return nil, err
 	}
+	limits := a.cfg.Gateway.FHIRLimits
 	api, err := fhirapi.New(fhirapi.Options{
-		Backend: b, Registry: a.registry, Validator: deps.validator,
+		Backend: timedBackend{watched, a.metrics}, Registry: a.registry, Validator: deps.validator,
 		Authenticator: smartVersions{next: ver, v1: slices.Contains(versions, "v1"), v2: slices.Contains(versions, "v2")},
 		Policy:        engine, Observe: a.observeDecision, Audit: tenantRecorder{next: a.audit, tenant: tc.Name},
 		// AuditLog stays nil: the audit trail spans every tenant and is read on the admin side,
 		// never through a tenant's FHIR API.
 		Bundles: &bundle.Processor{
-			Backend: b, Validator: deps.bundleVal, BaseURL: base,
+			Backend: watched, Validator: deps.bundleVal, BaseURL: base,
 			Parse:      bundle.SearchParser(a.registry, base, maxCount),
 			MaxEntries: a.cfg.Gateway.FHIRLimits.MaxBundleEntries, Log: a.log,
 		},
 		BaseURL: base, DefaultCount: defCount, MaxCount: maxCount, PageKey: tenantPageKey(deps.pageKey, tc.Name),
 		MaxBodyBytes: a.cfg.Gateway.BodyLimit(config.GroupFHIR), Security: security,
+		Limits: fhirapi.Limits{
+			MaxSearchParams: limits.MaxSearchParams, MaxIncludes: limits.MaxIncludes, QueryTimeout: limits.QueryTimeout,
+		},
 		Software: "fhirgate", Version: a.version, Logger: a.log.With("tenant", tc.Name),
 	})
 	if err != nil {
