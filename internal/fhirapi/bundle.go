@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 
 	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/backend"
@@ -32,7 +33,8 @@ func (a *API) postBundle(w http.ResponseWriter, r *http.Request) error {
 		return fhir.Invalid("resourceType", "POST to the base takes a Bundle, got %s", h.ResourceType)
 	}
 	p := *a.opts.Bundles
-	p.Backend = &entryReads{Backend: p.Backend, a: a, r: r}
+	decisions := &queryDecisions{}
+	p.Backend = &entryReads{Backend: p.Backend, a: a, r: r, decisions: decisions}
 	p.Authorize = func(ctx context.Context, _ int, method, resourceType, id string, body []byte) error {
 		return a.authorizeEntry(r.WithContext(ctx), method, resourceType, id, body)
 	}
@@ -45,9 +47,11 @@ func (a *API) postBundle(w http.ResponseWriter, r *http.Request) error {
 			if err != nil {
 				return nil, err
 			}
-			if _, err := a.authorizeCriteria(r, typ, q); err != nil {
+			d, err := a.authorizeCriteria(r, typ, q)
+			if err != nil {
 				return nil, err
 			}
+			decisions.put(q, d)
 			return q, nil
 		}
 	}
@@ -77,8 +81,8 @@ func (a *API) postBundle(w http.ResponseWriter, r *http.Request) error {
 }
 
 // authorizeEntry decides one Bundle entry. Reads pass the stored body to the policy so that it is
-// checked before the processor returns it; searches run inside a Bundle cannot carry a narrowing,
-// so they are allowed only to tokens that need none.
+// checked before the processor returns it; a search is decided here on its type, narrowed when
+// its parameters are parsed, and its results filtered by entryReads.Search.
 func (a *API) authorizeEntry(r *http.Request, method, typ, id string, body []byte) error {
 	in := policy.Input{Type: typ, ID: id, Resource: body}
 	if a.servesAuditTrail(typ) && method != http.MethodGet && method != http.MethodHead {
@@ -89,14 +93,8 @@ func (a *API) authorizeEntry(r *http.Request, method, typ, id string, body []byt
 		if id == "" {
 			in.Interaction = policy.SearchType
 			in.Query = &search.Query{Types: []string{typ}}
-			d, err := a.authorize(r, in)
-			if err != nil {
-				return err
-			}
-			if d.Narrowing != nil {
-				return fhir.Errorf(http.StatusForbidden, "forbidden", "searches inside a Bundle are not available to a token bounded to a patient or to granular scopes; search with GET")
-			}
-			return nil
+			_, err := a.authorize(r, in)
+			return err
 		}
 		in.Interaction = policy.Read
 		cur, readErr := a.opts.Backend.Read(r.Context(), typ, id)
@@ -182,6 +180,55 @@ type entryReads struct {
 	backend.Backend
 	a *API
 	r *http.Request
+	// decisions are the access decisions of the queries the Bundle's parser narrowed.
+	decisions *queryDecisions
+}
+
+// queryDecisions remembers the decision each narrowed query was made under, so that its results
+// are filtered by the same decision. A query the parser did not narrow has none and is refused.
+type queryDecisions struct {
+	mu sync.Mutex
+	m  map[*search.Query]policy.Decision
+}
+
+func (q *queryDecisions) put(query *search.Query, d policy.Decision) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.m == nil {
+		q.m = map[*search.Query]policy.Decision{}
+	}
+	q.m[query] = d
+}
+
+func (q *queryDecisions) get(query *search.Query) (policy.Decision, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	d, ok := q.m[query]
+	return d, ok
+}
+
+// Search runs a search of the Bundle (an entry's search or conditional criteria) and passes every
+// match and included resource through the response filter of the decision its query was narrowed
+// under, as a search outside a Bundle is. A total that counted held-back resources is dropped.
+func (e *entryReads) Search(ctx context.Context, q *search.Query) (*search.Result, error) {
+	d, ok := e.decisions.get(q)
+	if !ok {
+		return nil, fhir.Errorf(http.StatusForbidden, "forbidden", "this search was not authorized")
+	}
+	res, err := e.Backend.Search(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	r := e.r.WithContext(ctx)
+	matches, included, held := e.a.filterResults(r, d, res.Matches, res.Included)
+	out := *res
+	out.Matches, out.Included = matches, included
+	if held {
+		out.Total = nil
+	}
+	touched(r, matches...)
+	touched(r, included...)
+	return &out, nil
 }
 
 func (e *entryReads) VRead(ctx context.Context, typ, id string, version int64) (*fhir.Resource, error) {
@@ -191,7 +238,7 @@ func (e *entryReads) VRead(ctx context.Context, typ, id string, version int64) (
 
 func (e *entryReads) InTx(ctx context.Context, fn func(tx backend.Backend) error) error {
 	return e.Backend.InTx(ctx, func(tx backend.Backend) error {
-		return fn(&entryReads{Backend: tx, a: e.a, r: e.r})
+		return fn(&entryReads{Backend: tx, a: e.a, r: e.r, decisions: e.decisions})
 	})
 }
 
