@@ -263,10 +263,14 @@ func (a *App) policyEngine(matcher policy.Matcher, membership policy.Membership)
 	cfg := policy.Config{
 		Registry: a.registry, Matcher: matcher, Membership: membership, BaseURL: a.cfg.FHIRBase(),
 		UserAccess: ua, MaxUserPatients: a.cfg.Policy.MaxUserPatients, DenyAsForbidden: !a.cfg.Policy.HideExistence,
-		Labels: labelPolicy(a.cfg.Policy),
 	}
-	if a.cfg.Policy.Consent.Enforce {
-		cfg.Consents = a.consents
+	// A plain upstream (security off) serves its data whole to the proxy in front of it, which
+	// enforces labels and Consents itself.
+	if !a.cfg.Unsecured() {
+		cfg.Labels = labelPolicy(a.cfg.Policy)
+		if a.cfg.Policy.Consent.Enforce {
+			cfg.Consents = a.consents
+		}
 	}
 	if a.cfg.Policy.ShadowEnabled() {
 		sua, err := policy.NewUserAccess(a.cfg.Policy.Shadow.UserAccess, careTeams)
