@@ -58,3 +58,32 @@ func TestBindCertificate(t *testing.T) {
 		})
 	}
 }
+
+// A tls_client_auth registration names its certificate exactly one way and has no secret; the
+// certificate fields belong to no other method.
+func TestValidateMetadataTLSClientAuth(t *testing.T) {
+	base := ClientMetadata{ClientID: "lab", TokenEndpointAuthMethod: oauth.AuthTLSClient, GrantTypes: []string{oauth.GrantClientCredentials}, Scope: "system/*.rs"}
+	for _, tc := range []struct {
+		name   string
+		edit   func(*ClientMetadata)
+		secret string
+		ok     bool
+	}{
+		{"subject DN", func(m *ClientMetadata) { m.TLSClientAuthSubjectDN = "CN=lab" }, "", true},
+		{"DNS SAN", func(m *ClientMetadata) { m.TLSClientAuthSANDNS = "lab.example" }, "", true},
+		{"neither", func(*ClientMetadata) {}, "", false},
+		{"both", func(m *ClientMetadata) { m.TLSClientAuthSubjectDN, m.TLSClientAuthSANDNS = "CN=lab", "lab.example" }, "", false},
+		{"with a secret", func(m *ClientMetadata) { m.TLSClientAuthSubjectDN = "CN=lab" }, "a-secret-of-16-chars", false},
+		{"DN on a secret client", func(m *ClientMetadata) {
+			m.TokenEndpointAuthMethod, m.TLSClientAuthSubjectDN = oauth.AuthClientSecretBasic, "CN=lab"
+		}, "a-secret-of-16-chars", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := base
+			tc.edit(&m)
+			if err := ValidateMetadata(m, tc.secret); (err == nil) != tc.ok {
+				t.Errorf("ValidateMetadata = %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+}

@@ -28,6 +28,7 @@ func TestValidateNamesEveryBadKey(t *testing.T) {
 		{ClientID: "a", TokenEndpointAuthMethod: "client_secret_basic", ClientSecret: "short"},
 		{ClientID: "a", RedirectURIs: []string{"/relative"}},
 		{ClientID: "k", TokenEndpointAuthMethod: "private_key_jwt"},
+		{ClientID: "m", TokenEndpointAuthMethod: "tls_client_auth", ClientSecret: "a-secret-of-16-chars"},
 	}
 	cfg.Users = []User{{Username: "u", FHIRUser: "Observation/1", Password: "x"}}
 	err := cfg.Validate()
@@ -35,7 +36,8 @@ func TestValidateNamesEveryBadKey(t *testing.T) {
 		t.Fatalf("Validate() = %v, want ErrInvalid", err)
 	}
 	for _, key := range []string{"base_url", "addr:", "storage.driver", "log.level", "fhir.max_count",
-		"clients[0].client_secret", "clients[1].client_id", "clients[1].redirect_uris[0]", "clients[2].jwks", "users[0].fhir_user"} {
+		"clients[0].client_secret", "clients[1].client_id", "clients[1].redirect_uris[0]", "clients[2].jwks",
+		"clients[3].client_secret", "clients[3].tls_client_auth_subject_dn", "users[0].fhir_user"} {
 		if !strings.Contains(err.Error(), key) {
 			t.Errorf("Validate() does not name %s:\n%v", key, err)
 		}
