@@ -263,10 +263,14 @@ func labelPolicy(p config.Policy) *policy.LabelPolicy {
 	if !p.Labels.Enforce {
 		return nil
 	}
-	return &policy.LabelPolicy{
+	lp := &policy.LabelPolicy{
 		Sensitivity: p.Labels.Sensitivity,
 		Default:     authnClearance(p.Labels.DefaultClearance),
 	}
+	for _, r := range p.Labels.Redact {
+		lp.Redact = append(lp.Redact, policy.Redaction{Labels: r.Labels, Elements: r.Elements})
+	}
+	return lp
 }
 
 func authnClearance(c config.Clearance) authn.Clearance {

@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -233,6 +234,8 @@ type browser struct {
 	// authzError, when not nil, receives the error of an authorization that the server
 	// refused (instead of failing the test).
 	authzError *string
+	// clientID is the public client that authorizes (default demo-app).
+	clientID string
 }
 
 func (s *server) browser() *browser {
@@ -354,8 +357,9 @@ func (b *browser) userToken(user, password, scope string, extra url.Values) (tok
 	_, _ = rand.Read(vb)
 	verifier := base64.RawURLEncoding.EncodeToString(vb)
 	sum := sha256.Sum256([]byte(verifier))
+	clientID := cmp.Or(b.clientID, "demo-app")
 	params := url.Values{
-		"response_type": {"code"}, "client_id": {"demo-app"}, "redirect_uri": {b.appURL}, "scope": {scope},
+		"response_type": {"code"}, "client_id": {clientID}, "redirect_uri": {b.appURL}, "scope": {scope},
 		"state": {"isolation-state-123"}, "aud": {b.s.fhir},
 		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"},
 	}
@@ -405,7 +409,7 @@ func (b *browser) userToken(user, password, scope string, extra url.Values) (tok
 	if code == "" {
 		t.Fatalf("authorization did not finish: %d %.500s", p.status, p.body)
 	}
-	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {b.appURL}, "client_id": {"demo-app"}, "code_verifier": {verifier}}
+	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {b.appURL}, "client_id": {clientID}, "code_verifier": {verifier}}
 	resp, err := http.PostForm(b.s.base+"/auth/token", form)
 	if err != nil {
 		t.Fatal(err)

@@ -134,3 +134,41 @@ func TestPolicyValidation(t *testing.T) {
 		t.Errorf("care-team with a compartment shadow: %v", err)
 	}
 }
+
+func TestRedactionValidation(t *testing.T) {
+	ok := LabelRedaction{Labels: []string{"R", "HIV"}, Elements: map[string][]string{"Observation": {"value[x]", "component.value[x]", "note"}}}
+	tests := []struct {
+		name string
+		r    LabelRedaction
+		key  string // "" when valid
+	}{
+		{"valid", ok, ""},
+		{"no labels", LabelRedaction{Elements: ok.Elements}, "policy.labels.redact[0].labels"},
+		{"bad label", LabelRedaction{Labels: []string{"H I V"}, Elements: ok.Elements}, "policy.labels.redact[0].labels"},
+		{"no elements", LabelRedaction{Labels: []string{"HIV"}}, "policy.labels.redact[0].elements"},
+		{"unknown element", LabelRedaction{Labels: []string{"HIV"}, Elements: map[string][]string{"Observation": {"valu"}}}, "policy.labels.redact[0].elements.Observation"},
+		{"meta", LabelRedaction{Labels: []string{"HIV"}, Elements: map[string][]string{"Observation": {"meta"}}}, "policy.labels.redact[0].elements.Observation"},
+		{"unknown type", LabelRedaction{Labels: []string{"HIV"}, Elements: map[string][]string{"Observaton": {"note"}}}, "policy.labels.redact[0].elements.Observaton"},
+		{"empty list", LabelRedaction{Labels: []string{"HIV"}, Elements: map[string][]string{"Observation": {}}}, "policy.labels.redact[0].elements.Observation"},
+	}
+	for _, tt := range tests {
+		cfg := Default()
+		cfg.Policy.Labels.Redact = []LabelRedaction{tt.r}
+		err := cfg.Validate()
+		if tt.key == "" {
+			if err != nil {
+				t.Errorf("%s: %v", tt.name, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tt.key) {
+			t.Errorf("%s: Validate() = %v, want a problem naming %s", tt.name, err, tt.key)
+		}
+	}
+	// The YAML shape.
+	cfg := Default()
+	err := Parse(strings.NewReader("policy:\n  labels:\n    redact:\n      - labels: [HIV]\n        elements:\n          Observation: [\"value[x]\", note]\n"), &cfg)
+	if err != nil || len(cfg.Policy.Labels.Redact) != 1 || cfg.Policy.Labels.Redact[0].Elements["Observation"][0] != "value[x]" {
+		t.Errorf("Parse: %v %+v", err, cfg.Policy.Labels)
+	}
+}

@@ -1,10 +1,13 @@
 package config
 
 import (
+	"fmt"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/fhirgate/fhirgate/internal/fhir/summary"
 )
 
 // PolicyLabels configures the enforcement of security labels (meta.security) against the
@@ -18,6 +21,19 @@ type PolicyLabels struct {
 	// DefaultClearance is the clearance of a token that carries none (a token of another
 	// issuer, a user and client without roles).
 	DefaultClearance Clearance `yaml:"default_clearance"`
+	// Redact marks labels whose resources are returned redacted instead of hidden to a token
+	// whose clearance does not cover them: the listed elements removed and meta.tag SUBSETTED.
+	Redact []LabelRedaction `yaml:"redact"`
+}
+
+// LabelRedaction redacts the resources carrying one of Labels, for the types Elements names.
+// A resource of another type, or with another label above the clearance, stays hidden.
+type LabelRedaction struct {
+	// Labels are confidentiality codes (U, L, M, N, R, V) or enforced sensitivity codes.
+	Labels []string `yaml:"labels"`
+	// Elements are, per resource type, the element paths removed (note, value[x],
+	// component.value[x]); the narrative (text) and contained resources always go too.
+	Elements map[string][]string `yaml:"elements"`
 }
 
 // Clearance is the highest v3 confidentiality code (U, L, M, N, R, V) and the sensitivity codes
@@ -99,6 +115,7 @@ func (p *Policy) validateSecurity(v *Problems) {
 			v.Add("policy.labels.sensitivity", "%q is not a v3 code", s)
 		}
 	}
+	p.validateRedaction(v)
 	for name, r := range p.Roles {
 		if !v3Code.MatchString(name) {
 			v.Add("policy.roles", "role name %q must be letters, digits, '-' or '_'", name)
@@ -125,5 +142,32 @@ func (p *Policy) validateSecurity(v *Problems) {
 	}
 	if p.Consent.Enforce && (p.Consent.CacheTTL < 0 || p.Consent.CacheTTL > time.Hour) {
 		v.Add("policy.consent.cache_ttl", "must be between 0 and 1h")
+	}
+}
+
+func (p *Policy) validateRedaction(v *Problems) {
+	for i, r := range p.Labels.Redact {
+		key := fmt.Sprintf("policy.labels.redact[%d]", i)
+		if len(r.Labels) == 0 {
+			v.Add(key+".labels", "names no label")
+		}
+		for _, l := range r.Labels {
+			if !v3Code.MatchString(l) {
+				v.Add(key+".labels", "%q is not a v3 code", l)
+			}
+		}
+		if len(r.Elements) == 0 {
+			v.Add(key+".elements", "names no resource type (resources of other types stay hidden)")
+		}
+		for typ, paths := range r.Elements {
+			if len(paths) == 0 {
+				v.Add(key+".elements."+typ, "lists no element")
+			}
+			for _, path := range paths {
+				if err := summary.CheckPath(typ, path); err != nil {
+					v.Add(key+".elements."+typ, "%v", err)
+				}
+			}
+		}
 	}
 }

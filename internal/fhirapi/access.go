@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/fhirgate/fhirgate/internal/audit"
@@ -136,14 +137,38 @@ func denial(d policy.Decision, in policy.Input) error {
 	return &fhir.Error{Status: http.StatusForbidden, Code: "forbidden", Diagnostics: "the access token does not allow this request (" + reason + ")"}
 }
 
-// visible reports whether the decision's filter lets res out. It is the last check before a
+// visible reports whether the decision's filter lets res out, and redacts res.Body in place when
+// the filter releases it only redacted (policy.labels.redact). It is the last check before a
 // resource leaves the server; the narrowed query should never have produced one that fails it.
 func (a *API) visible(r *http.Request, d policy.Decision, res *fhir.Resource) bool {
-	ok, why := d.Filter.Check(res.Type, res.Body)
-	if !ok && !quietRefusal(why) {
-		a.opts.Logger.WarnContext(r.Context(), "response filter held back a resource", "type", res.Type, "id", res.ID, "reason", why)
+	out, redacted, why := d.Filter.Release(res.Type, res.Body)
+	if why != "" {
+		if !quietRefusal(why) {
+			a.opts.Logger.WarnContext(r.Context(), "response filter held back a resource", "type", res.Type, "id", res.ID, "reason", why)
+		}
+		return false
 	}
-	return ok
+	if redacted {
+		res.Body = out
+		st := stateOf(r)
+		if !slices.Contains(st.reasons, string(policy.ReasonRedacted)) {
+			st.reasons = append(st.reasons, string(policy.ReasonRedacted))
+		}
+	}
+	return true
+}
+
+// visibleWhole is visible for a resource the caller is about to act on, not only read: one it
+// sees only redacted is refused (403), as the policy refuses updating it.
+func (a *API) visibleWhole(r *http.Request, d policy.Decision, res *fhir.Resource) error {
+	_, redacted, why := d.Filter.Release(res.Type, res.Body)
+	switch {
+	case why != "":
+		return refused(d, res.Type, res.ID)
+	case redacted:
+		return fhir.Errorf(http.StatusForbidden, "forbidden", "the access token sees %s/%s only redacted", res.Type, res.ID)
+	}
+	return nil
 }
 
 // refused is the answer for a resource the decision's filter held back: 404 so that its existence

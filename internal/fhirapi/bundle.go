@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -35,8 +36,9 @@ func (a *API) postBundle(w http.ResponseWriter, r *http.Request) error {
 	p := *a.opts.Bundles
 	decisions := &queryDecisions{}
 	p.Backend = &entryReads{Backend: p.Backend, a: a, r: r, decisions: decisions}
-	p.Authorize = func(ctx context.Context, _ int, method, resourceType, id string, body []byte) error {
-		return a.authorizeEntry(r.WithContext(ctx), method, resourceType, id, body)
+	reads := &entryDecisions{}
+	p.Authorize = func(ctx context.Context, i int, method, resourceType, id string, body []byte) error {
+		return a.authorizeEntry(r.WithContext(ctx), method, resourceType, id, body, func(d policy.Decision) { reads.put(i, d) })
 	}
 	if parse := p.Parse; parse != nil {
 		// Conditional criteria (ifNoneExist, conditional update, patch and delete, conditional
@@ -58,6 +60,27 @@ func (a *API) postBundle(w http.ResponseWriter, r *http.Request) error {
 	resp, err := p.Process(r.Context(), body)
 	if err != nil {
 		return err
+	}
+	// The processor reads an entry's resource itself: release it through the filter of the
+	// read's decision, which redacts it where the labels ask.
+	for i := range resp.Entry {
+		e := &resp.Entry[i]
+		d, ok := reads.get(i)
+		if !ok || len(e.Resource) == 0 {
+			continue
+		}
+		res, err := fhir.DecodeHeader(e.Resource)
+		if err != nil {
+			return err
+		}
+		released := &fhir.Resource{Type: res.ResourceType, ID: res.ID, Body: e.Resource}
+		if !a.visible(r, d, released) {
+			// Changed between the entry's check and its read: answer as for a resource not seen.
+			status, oo := fhir.OutcomeFromError(refused(d, res.ResourceType, res.ID))
+			e.Resource, e.Response = nil, &fhir.EntryResponse{Status: strconv.Itoa(status) + " " + http.StatusText(status), Outcome: fhir.MarshalOutcome(oo)}
+			continue
+		}
+		e.Resource = released.Body
 	}
 	st := stateOf(r)
 	if resp.Type == "batch-response" {
@@ -83,7 +106,7 @@ func (a *API) postBundle(w http.ResponseWriter, r *http.Request) error {
 // authorizeEntry decides one Bundle entry. Reads pass the stored body to the policy so that it is
 // checked before the processor returns it; a search is decided here on its type, narrowed when
 // its parameters are parsed, and its results filtered by entryReads.Search.
-func (a *API) authorizeEntry(r *http.Request, method, typ, id string, body []byte) error {
+func (a *API) authorizeEntry(r *http.Request, method, typ, id string, body []byte, readDecision func(policy.Decision)) error {
 	in := policy.Input{Type: typ, ID: id, Resource: body}
 	if a.servesAuditTrail(typ) && method != http.MethodGet && method != http.MethodHead {
 		return refuseAuditWrite()
@@ -118,6 +141,7 @@ func (a *API) authorizeEntry(r *http.Request, method, typ, id string, body []byt
 		case readErr == nil && !a.visible(r, d, cur):
 			return refused(d, typ, id)
 		}
+		readDecision(d)
 		return nil
 	case http.MethodPost:
 		in.Interaction = policy.Create
@@ -164,10 +188,30 @@ func (a *API) authorizeExisting(r *http.Request, typ, id string) error {
 	if err != nil {
 		return err
 	}
-	if !a.visible(r, d, cur) {
-		return refused(d, typ, id)
+	// The Bundle returns the match as stored: the caller must see it whole.
+	return a.visibleWhole(r, d, cur)
+}
+
+// entryDecisions are the decisions of a Bundle's read entries, by entry index.
+type entryDecisions struct {
+	mu sync.Mutex
+	m  map[int]policy.Decision
+}
+
+func (e *entryDecisions) put(i int, d policy.Decision) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.m == nil {
+		e.m = map[int]policy.Decision{}
 	}
-	return nil
+	e.m[i] = d
+}
+
+func (e *entryDecisions) get(i int) (policy.Decision, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	d, ok := e.m[i]
+	return d, ok
 }
 
 // entryReads is the backend a Bundle runs on: its vreads are checked as a vread outside a Bundle

@@ -93,6 +93,7 @@ type Engine struct {
 	revealDeny  bool
 	shadow      *Engine
 	labels      *LabelPolicy
+	redact      map[label]map[string][]string
 	sensitivity []string
 	consents    ConsentSource
 }
@@ -558,27 +559,46 @@ func (e *Engine) compile(typ string, cs []smart.Constraint) ([]search.Clause, er
 // permits checks one body against an access: its type, the compartment and the granular
 // alternatives. The reason says why not.
 func (e *Engine) permits(a *access, typ string, body []byte) (bool, Reason, error) {
+	ok, redact, why, err := e.checkBody(a, typ, body)
+	if ok && redact != nil {
+		return false, ReasonRedacted, nil
+	}
+	return ok, why, err
+}
+
+// checkBody is permits for what a response may return: a body that the labels let out only
+// once redacted passes, with the element paths to remove.
+func (e *Engine) checkBody(a *access, typ string, body []byte) (bool, []string, Reason, error) {
 	if len(body) == 0 {
 		if a.constrained() {
-			return false, ReasonInvalidInput, nil
+			return false, nil, ReasonInvalidInput, nil
 		}
-		return true, "", nil
+		return true, nil, "", nil
 	}
 	var h struct {
 		ResourceType string `json:"resourceType"`
 	}
 	if err := json.Unmarshal(body, &h); err != nil || h.ResourceType != typ {
-		return false, ReasonInvalidInput, nil
+		return false, nil, ReasonInvalidInput, nil
 	}
+	var redact []string
 	if a.labels != nil {
-		visible, err := a.labels.check(body)
+		visible, paths, err := a.labels.check(typ, body)
 		if err != nil {
-			return false, ReasonEvaluationError, err
+			return false, nil, ReasonEvaluationError, err
 		}
 		if !visible {
-			return false, ReasonLabelAboveClearance, nil
+			return false, nil, ReasonLabelAboveClearance, nil
 		}
+		redact = paths
 	}
+	ok, why, err := e.permitsUnlabelled(a, typ, body)
+	return ok, redact, why, err
+}
+
+// permitsUnlabelled checks everything but the labels: Consent, compartment, user access and
+// granular scopes.
+func (e *Engine) permitsUnlabelled(a *access, typ string, body []byte) (bool, Reason, error) {
 	if ok, why, err := e.consentPermits(a, typ, body); err != nil || !ok {
 		return false, why, err
 	}
@@ -663,7 +683,8 @@ func (e *Engine) evaluateRead(subj *subject, in Input) (Decision, error) {
 	d := allow(&a)
 	d.Filter = f
 	if in.Resource != nil {
-		ok, why, err := e.permits(&a, in.Type, in.Resource)
+		// A read may return the resource redacted: the Filter redacts what it releases.
+		ok, _, why, err := e.checkBody(&a, in.Type, in.Resource)
 		if err != nil {
 			return e.hidden(why, "%v", err), err
 		}
@@ -691,7 +712,7 @@ func (e *Engine) evaluateWrite(subj *subject, in Input) (Decision, error) {
 			return e.hidden(why, "%v", err), err
 		}
 		if !ok {
-			return e.refused(&a, why, true, "the stored %s/%s is not within the token's access", in.Type, in.ID), nil
+			return e.refused(&a, why, why != ReasonRedacted, "the stored %s/%s is not within the token's access", in.Type, in.ID), nil
 		}
 	}
 	if in.Interaction == Delete {
@@ -748,6 +769,9 @@ func (e *Engine) evaluateSearch(subj *subject, in Input) (Decision, error) {
 		if !smart.IsResourceType(t) {
 			return deny(ReasonInvalidInput, "%q is not a resource type", t), nil
 		}
+	}
+	if subj.labels.queryUsesRedacted(q) {
+		subj.labels = subj.labels.strict()
 	}
 	n, d := e.narrowing(subj, types, smart.PermSearch)
 	if !d.Allow {

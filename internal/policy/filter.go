@@ -3,6 +3,7 @@ package policy
 import (
 	"sync"
 
+	"github.com/fhirgate/fhirgate/internal/fhir/summary"
 	"github.com/fhirgate/fhirgate/internal/smart"
 )
 
@@ -56,16 +57,35 @@ func (f *ResponseFilter) Permits(typ string) bool {
 // the Matcher or Membership refuse the resource (ReasonEvaluationError). A nil filter refuses
 // everything.
 func (f *ResponseFilter) Check(resourceType string, body []byte) (bool, Reason) {
+	_, _, why := f.Release(resourceType, body)
+	return why == "", why
+}
+
+// Release is Check that also returns the body to send: body itself, or a redacted copy (the
+// elements policy.labels.redact names removed, meta.tag SUBSETTED, redacted true) when a label
+// above the clearance is redacted rather than hidden. It refuses exactly when why is not empty.
+func (f *ResponseFilter) Release(resourceType string, body []byte) (out []byte, redacted bool, why Reason) {
 	if f == nil || !smart.IsResourceType(resourceType) || (f.only != "" && resourceType != f.only) {
-		return false, ReasonInvalidInput
+		return nil, false, ReasonInvalidInput
 	}
 	r := f.rule(resourceType)
 	if r.reason != "" {
-		return false, r.reason
+		return nil, false, r.reason
 	}
-	ok, why, err := f.e.permits(&r.a, resourceType, body)
+	ok, paths, why, err := f.e.checkBody(&r.a, resourceType, body)
+	switch {
+	case err != nil:
+		return nil, false, ReasonEvaluationError
+	case !ok && why == "":
+		return nil, false, ReasonInvalidInput
+	case !ok:
+		return nil, false, why
+	case len(paths) == 0:
+		return body, false, ""
+	}
+	out, redacted, err = summary.Remove(body, paths)
 	if err != nil {
-		return false, ReasonEvaluationError
+		return nil, false, ReasonEvaluationError
 	}
-	return ok, why
+	return out, redacted, ""
 }

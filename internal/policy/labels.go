@@ -38,6 +38,8 @@ type LabelPolicy struct {
 	// (no confidentiality) sees only resources without enforced labels. Sensitivity "*"
 	// clears every code.
 	Default authn.Clearance
+	// Redact returns resources redacted instead of hiding them (redact.go).
+	Redact []Redaction
 }
 
 // label is one enforced security label.
@@ -48,8 +50,11 @@ func (l label) String() string { return l.system + "|" + l.code }
 // labelRules are the labels a subject may not see, compiled once per decision.
 type labelRules struct {
 	hidden map[label]bool
-	// value is the _security:not value that hides them in a search ("" when none is hidden).
+	// value is the _security:not value that hides them all in a search ("" when none is hidden).
 	value string
+	// redact are the hidden labels whose resources of some types are returned redacted rather
+	// than hidden: label → type → element paths removed. nil when none (or strict).
+	redact map[label]map[string][]string
 }
 
 // labelsFor computes what labels the principal may not see under the engine's label policy;
@@ -85,20 +90,59 @@ func (e *Engine) labelsFor(p *authn.Principal) *labelRules {
 	if len(r.hidden) == 0 {
 		return nil
 	}
-	var vals []string
 	for l := range r.hidden {
-		vals = append(vals, l.String())
+		if byType := e.redact[l]; byType != nil {
+			if r.redact == nil {
+				r.redact = map[label]map[string][]string{}
+			}
+			r.redact[l] = byType
+		}
 	}
-	slices.Sort(vals)
-	r.value = strings.Join(vals, ",")
+	r.value = r.exclusion(nil)
 	return r
 }
 
-// clause compiles the label rules into the _security:not clause for a search of types (every
-// resource type has _security). The clause matches the resources that carry none of the hidden
-// labels, those without labels included, exactly as the Matcher and the stores evaluate it.
-func (r *labelRules) clause(e *Engine, types []string) (search.Clause, error) {
-	return search.ParseClause(e.reg, types, "_security:not", r.value, search.ParseOptions{BaseURL: e.baseURL, Now: e.now})
+// exclusion is the _security:not value for a search of types: every hidden label except those
+// whose resources of every one of types are redacted instead (nil types: every hidden label).
+func (r *labelRules) exclusion(types []string) string {
+	var vals []string
+	for l := range r.hidden {
+		if len(types) > 0 && r.redactsAll(l, types) {
+			continue
+		}
+		vals = append(vals, l.String())
+	}
+	slices.Sort(vals)
+	return strings.Join(vals, ",")
+}
+
+func (r *labelRules) redactsAll(l label, types []string) bool {
+	byType := r.redact[l]
+	if byType == nil {
+		return false
+	}
+	for _, t := range types {
+		if byType[t] == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// clauses compile the label rules into the _security:not clause for a search of types (every
+// resource type has _security): none when every hidden label is redacted for these types. The
+// clause matches the resources that carry none of the excluded labels, those without labels
+// included, exactly as the Matcher and the stores evaluate it.
+func (r *labelRules) clauses(e *Engine, types []string) ([]search.Clause, error) {
+	v := r.exclusion(types)
+	if v == "" {
+		return nil, nil
+	}
+	c, err := search.ParseClause(e.reg, types, "_security:not", v, search.ParseOptions{BaseURL: e.baseURL, Now: e.now})
+	if err != nil {
+		return nil, err
+	}
+	return []search.Clause{c}, nil
 }
 
 // searchable reports whether the rules add a clause to searches.
@@ -124,21 +168,31 @@ func bodyLabels(body []byte) ([]label, error) {
 	return out, nil
 }
 
-// check decides whether a body's labels are within the rules.
-func (r *labelRules) check(body []byte) (visible bool, err error) {
+// check decides whether a body of type typ is within the rules: visible as it is, visible once
+// the elements at redact are removed, or hidden (some hidden label is not redacted for typ).
+func (r *labelRules) check(typ string, body []byte) (visible bool, redact []string, err error) {
 	if r == nil || len(body) == 0 {
-		return true, nil
+		return true, nil, nil
 	}
 	ls, err := bodyLabels(body)
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	for _, l := range ls {
-		if r.hidden[l] {
-			return false, nil
+		if !r.hidden[l] {
+			continue
+		}
+		paths := r.redact[l][typ]
+		if paths == nil {
+			return false, nil, nil
+		}
+		for _, p := range paths {
+			if !slices.Contains(redact, p) {
+				redact = append(redact, p)
+			}
 		}
 	}
-	return true, nil
+	return true, redact, nil
 }
 
 // setLabels checks and installs the label policy.
@@ -159,5 +213,5 @@ func (e *Engine) setLabels(lp *LabelPolicy) error {
 			return fmt.Errorf("policy: sensitivity code %q", c)
 		}
 	}
-	return nil
+	return e.setRedaction(lp.Redact)
 }

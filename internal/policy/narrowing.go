@@ -72,11 +72,11 @@ func (n *Narrowing) For(typ string) ([]search.Clause, bool) {
 	if !ok || n.labels == nil {
 		return cl, ok
 	}
-	lc, err := n.labels.clause(n.e, []string{typ})
+	lc, err := n.labels.clauses(n.e, []string{typ})
 	if err != nil {
 		return nil, false
 	}
-	return append(cl, lc), true
+	return append(cl, lc...), true
 }
 
 func (n *Narrowing) forType(typ string) ([]search.Clause, bool) {
@@ -144,11 +144,11 @@ func (n *Narrowing) Narrow(q *search.Query) error {
 		if len(types) == 0 {
 			types = definitions.ResourceTypes
 		}
-		lc, err := n.labels.clause(n.e, types)
+		lc, err := n.labels.clauses(n.e, types)
 		if err != nil {
 			return fmt.Errorf("%w: security labels: %w", ErrNarrowing, err)
 		}
-		add = append(add, lc)
+		add = append(add, lc...)
 	}
 	for _, t := range q.Types {
 		if n.refusesType(t) {

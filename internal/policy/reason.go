@@ -89,6 +89,10 @@ const (
 	// ReasonConsentDenied: the patient's Consent denies this access. Reads answer 404 (unless
 	// policy.hide_existence is false).
 	ReasonConsentDenied Reason = "consent-denied"
+	// ReasonRedacted: the token sees the resource only redacted (a label above its clearance
+	// that policy.labels.redact redacts), so it may not change it nor write one like it: the
+	// write would be made blind, or lose what it cannot see. Answered 403.
+	ReasonRedacted Reason = "redacted"
 )
 
 // denyRules name the rule behind each denial (Decision.Rule); a decision may override it with a
@@ -116,4 +120,5 @@ var denyRules = map[Reason]string{
 	ReasonUserAccessTooBroad:        "user-access-cap",
 	ReasonLabelAboveClearance:       "clearance",
 	ReasonConsentDenied:             "consent",
+	ReasonRedacted:                  "clearance-redacted",
 }
