@@ -171,7 +171,9 @@ func paramUses(typ string, p *search.Param, removed []string) bool {
 // itself reads the whole resource ("").
 func expressionPaths(typ, expr string) []string {
 	var out []string
-	isIdent := func(b byte) bool { return b == '_' || b < 128 && (unicode.IsLetter(rune(b)) || unicode.IsDigit(rune(b))) }
+	isIdent := func(b byte) bool {
+		return b == '_' || b < 128 && (unicode.IsLetter(rune(b)) || unicode.IsDigit(rune(b)))
+	}
 	readPath := func(i int) string {
 		var segs []string
 		for i < len(expr) {
