@@ -209,3 +209,16 @@ func TestExpressionPaths(t *testing.T) {
 		}
 	}
 }
+
+func FuzzExpressionPaths(f *testing.F) {
+	for _, s := range []string{"(Observation.value as Quantity)", "Observation.component.value.as(Quantity)", "Observation", "Resource.meta.tag", "Observation.", ".Observation.x"} {
+		f.Add("Observation", s)
+	}
+	f.Fuzz(func(t *testing.T, typ, expr string) {
+		for _, p := range expressionPaths(typ, expr) {
+			if strings.ContainsAny(p, "() |") || strings.HasPrefix(p, ".") || strings.HasSuffix(p, ".") {
+				t.Fatalf("expressionPaths(%q, %q) gave %q", typ, expr, p)
+			}
+		}
+	})
+}
