@@ -18,9 +18,9 @@ import (
 )
 
 // token is the token endpoint: authorization_code, refresh_token, client_credentials and the
-// break-glass token exchange (exchange.go). Every
-// answer is audited: token-issued (or token-refreshed), success with the new token's jti or denied
-// with the OAuth error code. An issued token is answered only once its event is recorded.
+// break-glass token exchange (exchange.go). Every answer is audited: token-issued (or
+// token-refreshed), success with the new token's jti or denied with the OAuth error code. An
+// issued token is answered only once its event is recorded.
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	// Public browser apps call this endpoint cross-origin (SMART 2.2); no cookies are involved.
