@@ -2,6 +2,18 @@ package authserver_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -322,5 +334,101 @@ func TestTokenExchangeDiscoveryAndRegistration(t *testing.T) {
 	}
 	if err := authserver.ValidateDynamicMetadata(m); err == nil {
 		t.Error("a dynamically registered client may use the token exchange")
+	}
+}
+
+// selfSignedClientCert is a client certificate for the TLS test server (which requests but does
+// not verify client certificates: the binding is by thumbprint).
+func selfSignedClientCert(t *testing.T, cn string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// TestBreakGlassTokenExchangeCertificateBound: a certificate-bound subject token (RFC 8705) is
+// exchanged only over a connection presenting its certificate, and the break-glass token is
+// bound to the same certificate.
+func TestBreakGlassTokenExchangeCertificateBound(t *testing.T) {
+	e, _ := exchangeEnv(t)
+	ctx := context.Background()
+	m, _, err := authserver.MetadataFromConfig(config.Client{ClientID: "btg-bound", RedirectURIs: []string{e.appURL + "/callback"},
+		TokenEndpointAuthMethod: "none", CertificateBoundAccessTokens: true,
+		GrantTypes: []string{"authorization_code", oauth.GrantTokenExchange}, Scope: "openid fhirUser launch/patient patient/*.rs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.Clients().Put(ctx, m, "", "admin"); err != nil {
+		t.Fatal(err)
+	}
+	// The same server over TLS, asking for client certificates.
+	mux := http.NewServeMux()
+	e.srv.Register(mux)
+	ts := httptest.NewUnstartedServer(mux)
+	ts.TLS = &tls.Config{ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12}
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
+	certA, certB := selfSignedClientCert(t, "a"), selfSignedClientCert(t, "b")
+	post := func(cert *tls.Certificate, form url.Values) (int, map[string]any) {
+		t.Helper()
+		c := ts.Client()
+		tr := c.Transport.(*http.Transport).Clone()
+		tr.TLSClientConfig.Certificates = nil
+		if cert != nil {
+			tr.TLSClientConfig.Certificates = []tls.Certificate{*cert}
+		}
+		c = &http.Client{Transport: tr, Timeout: 20 * time.Second}
+		resp, err := c.PostForm(ts.URL+"/auth/token", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode, body
+	}
+	thumb := func(c tls.Certificate) string {
+		sum := sha256.Sum256(c.Certificate[0])
+		return base64.RawURLEncoding.EncodeToString(sum[:])
+	}
+
+	verifier, challenge := pkcePair()
+	redirect := e.appURL + "/callback"
+	loc, p := e.authorize(e.browser(), e.authParams("btg-bound", redirect, "openid fhirUser launch/patient patient/*.rs", challenge),
+		flowOpts{user: "drsmith", pw: drPW, patient: "bob"})
+	if loc == nil || loc.Query().Get("code") == "" {
+		t.Fatalf("no code: %v %d", loc, p.status)
+	}
+	st, tok := post(&certA, url.Values{"grant_type": {"authorization_code"}, "code": {loc.Query().Get("code")}, "redirect_uri": {redirect},
+		"code_verifier": {verifier}, "client_id": {"btg-bound"}})
+	if st != 200 {
+		t.Fatalf("code exchange: %d %v", st, tok)
+	}
+	subject := tok["access_token"].(string)
+	if c := checkAccessToken(t, e, subject); c.Cnf == nil || c.Cnf.X5tS256 != thumb(certA) {
+		t.Fatalf("subject token not bound to certificate A: %+v", c.Cnf)
+	}
+	for name, cert := range map[string]*tls.Certificate{"other certificate": &certB, "no certificate": nil} {
+		if st, body := post(cert, btgForm(subject, "btg-bound")); st != 400 || body["error"] != "invalid_request" {
+			t.Errorf("%s: %d %v", name, st, body)
+		}
+	}
+	if items, _ := e.db.ListBreakGlass(ctx, "", 0); len(items) != 0 {
+		t.Fatalf("review items after refusals: %+v", items)
+	}
+	st, body := post(&certA, btgForm(subject, "btg-bound"))
+	if st != 200 {
+		t.Fatalf("exchange with certificate A: %d %v", st, body)
+	}
+	if c := checkAccessToken(t, e, body["access_token"].(string)); c.Cnf == nil || c.Cnf.X5tS256 != thumb(certA) || c.BreakGlass == nil {
+		t.Errorf("break-glass token %+v, want bound to certificate A", c)
 	}
 }
