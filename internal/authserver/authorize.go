@@ -21,7 +21,6 @@ import (
 	"github.com/fhirgate/fhirgate/internal/oauth"
 	"github.com/fhirgate/fhirgate/internal/smart"
 	"github.com/fhirgate/fhirgate/internal/store/sqlstore"
-	"github.com/fhirgate/fhirgate/internal/tokens"
 	"github.com/fhirgate/fhirgate/internal/web"
 )
 
@@ -844,20 +843,11 @@ func (s *Server) finish(w http.ResponseWriter, r *http.Request, ia *interaction,
 	sess.OIDC = &fositejwt.IDTokenClaims{Subject: u.Username, AuthTime: ia.AuthTime, RequestedAt: ia.Created}
 	sess.PurposeOfUse = purposes
 	if btg {
-		review, err := s.openBreakGlass(ctx, u, ia.ClientID, sess.Patient, bgReason)
-		if err != nil {
+		if err := s.startBreakGlass(r, sess, bgReason, ""); err != nil {
 			ev.Reasons, ev.Detail, ev.Outcome = []string{oauth.ServerError}, "the break-glass review item could not be stored", audit.OutcomeError
 			s.provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithHint("Emergency access could not be recorded."))
 			return
 		}
-		sess.BreakGlass = &tokens.BreakGlass{Reason: bgReason, Review: review}
-		sess.AccessTTL = s.cfg.Security.breakGlassTTL()
-		// The audit alert (the break-glass detector) and the review queue item.
-		s.recordOrLog(r, audit.Event{
-			Action: audit.ActionBreakGlass, Outcome: audit.OutcomeSuccess, ClientID: ia.ClientID, Subject: u.Username,
-			FHIRUser: u.FHIRUser, Roles: u.Roles, Patients: patients(sess.Patient), PurposeOfUse: purposes, BreakGlass: true,
-			Detail: "emergency access granted; review item " + review,
-		})
 	}
 	if s.cfg.Consents != nil && u.IsPatient() && sess.Patient == strings.TrimPrefix(u.FHIRUser, "Patient/") && sess.Patient != "" {
 		// The patient's authorisation of the app is recorded as a Consent they can see and

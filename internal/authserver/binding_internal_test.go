@@ -43,6 +43,10 @@ func TestBindCertificate(t *testing.T) {
 		{"bound refresh, other certificate", oauth.GrantRefreshToken, plain, thumbA, certB, fosite.ErrInvalidGrant, thumbA},
 		{"bound refresh, no certificate", oauth.GrantRefreshToken, bound, thumbA, nil, fosite.ErrInvalidGrant, thumbA},
 		{"unbound refresh of a bound client binds", oauth.GrantRefreshToken, bound, "", certA, nil, thumbA},
+		{"bound subject token, same certificate", oauth.GrantTokenExchange, plain, thumbA, certA, nil, thumbA},
+		{"bound subject token, other certificate", oauth.GrantTokenExchange, bound, thumbA, certB, fosite.ErrInvalidRequest, thumbA},
+		{"bound subject token, no certificate", oauth.GrantTokenExchange, plain, thumbA, nil, fosite.ErrInvalidRequest, thumbA},
+		{"unbound subject token of a bound client binds", oauth.GrantTokenExchange, bound, "", certA, nil, thumbA},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httptest.NewRequest("POST", "https://fhirgate.test/auth/token", nil)

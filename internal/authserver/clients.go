@@ -340,6 +340,8 @@ func ValidateMetadata(m ClientMetadata, secret string) error {
 			if m.TokenEndpointAuthMethod == oauth.AuthNone {
 				return metaErr(oauth.InvalidClientMetadata, "client_credentials needs a confidential client")
 			}
+		case oauth.GrantTokenExchange:
+			// Break-glass by token exchange (exchange.go); the client opts in explicitly.
 		default:
 			return metaErr(oauth.InvalidClientMetadata, "unsupported grant type %q", g)
 		}
@@ -380,6 +382,10 @@ var forbiddenRedirectSchemes = []string{"javascript", "data", "vbscript", "file"
 func ValidateDynamicMetadata(m ClientMetadata) error {
 	if slices.Contains(m.GrantTypes, oauth.GrantClientCredentials) {
 		return metaErr(oauth.InvalidClientMetadata, "client_credentials clients are registered by an administrator, not dynamically")
+	}
+	if slices.Contains(m.GrantTypes, oauth.GrantTokenExchange) {
+		// Letting an app turn a bearer token into emergency access is an administrator's decision.
+		return metaErr(oauth.InvalidClientMetadata, "token-exchange (break-glass) clients are registered by an administrator, not dynamically")
 	}
 	scopes, _ := smart.ParseScopes(m.Scope)
 	for _, sc := range scopes {

@@ -52,6 +52,7 @@ func (s *Server) SMARTConfiguration() map[string]any {
 		doc["registration_endpoint"] = s.issuer + PathRegister
 	}
 	s.addMutualTLS(doc)
+	s.addTokenExchange(doc)
 	return doc
 }
 
@@ -82,6 +83,7 @@ func (s *Server) OpenIDConfiguration() map[string]any {
 		doc["registration_endpoint"] = s.issuer + PathRegister
 	}
 	s.addMutualTLS(doc)
+	s.addTokenExchange(doc)
 	return doc
 }
 
@@ -157,6 +159,17 @@ func (s *Server) preflight(w http.ResponseWriter, r *http.Request) {
 // authMethodsSupported are the client authentication methods every deployment accepts;
 // tls_client_auth is added where the listener asks for client certificates.
 var authMethodsSupported = []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"}
+
+// addTokenExchange advertises the break-glass token exchange (RFC 8693) when some role allows
+// emergency access, the condition under which the token endpoint accepts the grant.
+func (s *Server) addTokenExchange(doc map[string]any) {
+	if !s.cfg.Security.breakGlassEnabled() {
+		return
+	}
+	if g, ok := doc["grant_types_supported"].([]string); ok {
+		doc["grant_types_supported"] = append(slices.Clone(g), oauth.GrantTokenExchange)
+	}
+}
 
 // addMutualTLS advertises RFC 8705 in a discovery document when client certificates reach the
 // server: tls_client_auth and certificate-bound access tokens (section 3.3).

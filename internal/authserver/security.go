@@ -188,14 +188,43 @@ func (s *Server) requestedPurposes(u *User, form map[string][]string) (purposes 
 	return purposes, false, nil
 }
 
-// openBreakGlass records an emergency access request in the review queue and returns its id.
-func (s *Server) openBreakGlass(ctx context.Context, u *User, clientID, patient, reason string) (string, error) {
-	id := randomToken()[:22]
-	err := s.db.PutBreakGlass(ctx, sqlstore.BreakGlass{
-		ID: id, CreatedAt: s.now(), Username: u.Username, FHIRUser: u.FHIRUser, ClientID: clientID,
-		Patient: patient, Reason: reason, Status: sqlstore.BreakGlassOpen,
+// breakGlassEnabled reports whether some role allows emergency access; the break-glass token
+// exchange is offered (and advertised) only then.
+func (sec *Security) breakGlassEnabled() bool {
+	if sec == nil {
+		return false
+	}
+	for _, r := range sec.Roles {
+		if r.BreakGlass {
+			return true
+		}
+	}
+	return false
+}
+
+// startBreakGlass is what every emergency access grant does, at authorize or by token exchange
+// (via names the way in, for the event): it opens the review item (user, client, patient and the
+// reason), makes sess a short-lived BTG grant naming the item and raises the audit alert (the
+// break-glass detector). The caller has checked the role and the reason.
+func (s *Server) startBreakGlass(r *http.Request, sess *Session, reason, via string) error {
+	review := randomToken()[:22]
+	err := s.db.PutBreakGlass(r.Context(), sqlstore.BreakGlass{
+		ID: review, CreatedAt: s.now(), Username: sess.Username, FHIRUser: sess.FHIRUser, ClientID: sess.ClientID,
+		Patient: sess.Patient, Reason: reason, Status: sqlstore.BreakGlassOpen,
 	})
-	return id, err
+	if err != nil {
+		return err
+	}
+	sess.PurposeOfUse = []string{authn.PurposeBreakGlass}
+	sess.BreakGlass = &tokens.BreakGlass{Reason: reason, Review: review}
+	sess.AccessTTL = s.cfg.Security.breakGlassTTL()
+	// The reason stays in the review queue, out of the audit trail.
+	s.recordOrLog(r, audit.Event{
+		Action: audit.ActionBreakGlass, Outcome: audit.OutcomeSuccess, ClientID: sess.ClientID, Subject: sess.Username,
+		FHIRUser: sess.FHIRUser, Roles: sess.Roles, Patients: patients(sess.Patient), PurposeOfUse: sess.PurposeOfUse, BreakGlass: true,
+		Detail: "emergency access granted" + via + "; review item " + review,
+	})
+	return nil
 }
 
 func (sec *Security) breakGlassTTL() time.Duration {

@@ -277,9 +277,10 @@ func (s *Server) buildProvider() {
 		Config:                        conf,
 	}
 	oidcRefresh := &openid.OpenIDConnectRefreshHandler{IDTokenHandleHelper: &openid.IDTokenHandleHelper{IDTokenStrategy: ids}, Config: conf}
+	exchange := &breakGlassExchange{HandleHelper: &oauth2.HandleHelper{AccessTokenStrategy: access, AccessTokenStorage: store, Config: conf}, s: s}
 
 	fc.AuthorizeEndpointHandlers = fosite.AuthorizeEndpointHandlers{explicit, pkceH, oidcExplicit}
-	fc.TokenEndpointHandlers = fosite.TokenEndpointHandlers{explicit, refresh, clientCreds, pkceH, oidcExplicit, oidcRefresh}
+	fc.TokenEndpointHandlers = fosite.TokenEndpointHandlers{explicit, refresh, clientCreds, pkceH, oidcExplicit, oidcRefresh, exchange}
 	fc.RevocationHandlers = fosite.RevocationHandlers{revocation}
 	s.provider = fosite.NewOAuth2Provider(store, conf)
 }

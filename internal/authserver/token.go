@@ -17,9 +17,10 @@ import (
 	"github.com/fhirgate/fhirgate/internal/tokens"
 )
 
-// token is the token endpoint: authorization_code, refresh_token and client_credentials. Every
-// answer is audited: token-issued (or token-refreshed), success with the new token's jti or denied
-// with the OAuth error code. An issued token is answered only once its event is recorded.
+// token is the token endpoint: authorization_code, refresh_token, client_credentials and the
+// break-glass token exchange (exchange.go). Every answer is audited: token-issued (or
+// token-refreshed), success with the new token's jti or denied with the OAuth error code. An
+// issued token is answered only once its event is recorded.
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	// Public browser apps call this endpoint cross-origin (SMART 2.2); no cookies are involved.
@@ -46,6 +47,12 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	switch grant {
 	case oauth.GrantAuthorizationCode, oauth.GrantRefreshToken, oauth.GrantClientCredentials:
 		ev.Action, ev.Reasons = tokenAction(grant), []string{grant}
+	case oauth.GrantTokenExchange:
+		if !s.cfg.Security.breakGlassEnabled() {
+			s.tokenFail(w, r, ev, &oauth.Error{Code: oauth.UnsupportedGrantType, Description: "Supported grant types: authorization_code, refresh_token, client_credentials."})
+			return
+		}
+		ev.Action, ev.Reasons = tokenAction(grant), []string{grant}
 	case "":
 		s.tokenFail(w, r, ev, &oauth.Error{Code: oauth.InvalidRequest, Description: "grant_type is required."})
 		return
@@ -53,7 +60,8 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		s.tokenFail(w, r, ev, &oauth.Error{Code: oauth.UnsupportedGrantType, Description: "Supported grant types: authorization_code, refresh_token, client_credentials."})
 		return
 	}
-	for _, p := range []string{"grant_type", "code", "redirect_uri", "code_verifier", "refresh_token", "scope", "client_id", "client_assertion", "client_assertion_type"} {
+	for _, p := range []string{"grant_type", "code", "redirect_uri", "code_verifier", "refresh_token", "scope", "client_id", "client_assertion", "client_assertion_type",
+		"subject_token", "subject_token_type", "actor_token", "actor_token_type", "requested_token_type", ParamBreakGlassReason} {
 		if len(r.PostForm[p]) > 1 {
 			s.tokenFail(w, r, ev, &oauth.Error{Code: oauth.InvalidRequest, Description: "Parameter " + p + " is repeated."})
 			return
@@ -84,6 +92,14 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	ttl := s.auth.AccessTokenTTL
 	switch grant {
+	case oauth.GrantTokenExchange:
+		// Every check passed: the review item, the alert and the short TTL, as at authorize.
+		if err := s.startBreakGlass(r, sess, strings.TrimSpace(r.PostForm.Get(ParamBreakGlassReason)), " by token exchange"); err != nil {
+			s.log.ErrorContext(ctx, "break-glass review item could not be stored", "error", err)
+			s.writeTokenError(w, r, ev, fosite.ErrServerError.WithHint("Emergency access could not be recorded."))
+			return
+		}
+		ttl = sess.AccessTTL
 	case oauth.GrantClientCredentials:
 		ttl = s.auth.BackendAccessTokenTTL
 		sess.ClientID = ar.GetClient().GetID()
@@ -256,6 +272,14 @@ func bindCertificate(r *http.Request, grant string, client fosite.Client, sess *
 	if grant == oauth.GrantRefreshToken && sess.CertThumbprint != "" {
 		if subtle.ConstantTimeCompare([]byte(presented), []byte(sess.CertThumbprint)) != 1 {
 			return fosite.ErrInvalidGrant.WithHint("The refresh token is bound to a TLS client certificate this connection did not present.")
+		}
+		return nil
+	}
+	// A bound subject token is exchanged only over a connection with its certificate, and the
+	// break-glass token is bound to the same one (invalid_request: RFC 8693 2.2.2).
+	if grant == oauth.GrantTokenExchange && sess.CertThumbprint != "" {
+		if subtle.ConstantTimeCompare([]byte(presented), []byte(sess.CertThumbprint)) != 1 {
+			return fosite.ErrInvalidRequest.WithHint("The subject token is bound to a TLS client certificate this connection did not present.")
 		}
 		return nil
 	}

@@ -313,6 +313,7 @@ func (c *Config) validateClients(v *Problems) {
 		for j, g := range cl.GrantTypes {
 			switch g {
 			case "authorization_code", "refresh_token", "client_credentials":
+			case "urn:ietf:params:oauth:grant-type:token-exchange": // break-glass by token exchange (RFC 8693)
 			default:
 				v.Add(fmt.Sprintf("%s.grant_types[%d]", key, j), "unsupported grant type %q", g)
 			}

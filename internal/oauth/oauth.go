@@ -23,6 +23,7 @@ const (
 	LoginRequired           = "login_required"
 	InvalidClientMetadata   = "invalid_client_metadata" // RFC 7591
 	InvalidRedirectURI      = "invalid_redirect_uri"    // RFC 7591
+	InvalidTarget           = "invalid_target"          // RFC 8693
 )
 
 // Grant and response types.
@@ -33,6 +34,10 @@ const (
 	ResponseTypeCode       = "code"
 	// ClientAssertionJWTBearer is the client_assertion_type of private_key_jwt (RFC 7523).
 	ClientAssertionJWTBearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+	// GrantTokenExchange is RFC 8693 token exchange; fhirgate uses it for break-glass only.
+	GrantTokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange"
+	// TokenTypeAccessToken is the RFC 8693 section 3 token type URI of an access token.
+	TokenTypeAccessToken = "urn:ietf:params:oauth:token-type:access_token"
 )
 
 // Token endpoint authentication methods.
