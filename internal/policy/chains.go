@@ -36,8 +36,8 @@ func (n *Narrowing) chainsNarrowed() bool {
 }
 
 // narrowChains sets the Filter of every link of the chains and _has of q. The links are
-// copied, never changed in place, and a Filter is replaced, not appended to: narrowing the
-// same query twice gives the same query.
+// copied, never changed in place (a parsed query may share them), and a Filter is replaced,
+// not appended to: narrowing a query twice does not double it.
 func (n *Narrowing) narrowChains(q *search.Query) error {
 	if n.e == nil || n.subj == nil {
 		return nil
