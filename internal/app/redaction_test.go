@@ -205,6 +205,14 @@ func TestRedaction(t *testing.T) {
 			if got, _, _, _, _ := s.searchAll(q, s.system); len(got) == 0 {
 				t.Errorf("the oracle does not find %s by its code", k)
 			}
+			// Nor through a _has, whose targets hide redacted labels too.
+			has := "/Patient?_has:Condition:patient:code=" + url.QueryEscape(strOf(coding["system"])+"|"+strOf(coding["code"]))
+			if got, _, _, _, st := s.searchAll(has, smith); st != 200 || got["Patient/"+alice] != nil {
+				t.Errorf("_has on %s's code: %d, found Alice %v", k, st, got["Patient/"+alice] != nil)
+			}
+			if got, _, _, _, _ := s.searchAll(has, s.system); got["Patient/"+alice] == nil {
+				t.Errorf("the oracle does not find Alice through _has on %s", k)
+			}
 			got, _, _, _, _ := s.searchAll("/Condition?patient=Patient/"+alice+"&_sort=code", smith)
 			if _, ok := got[k]; ok {
 				t.Errorf("_sort on code returned redacted %s", k)

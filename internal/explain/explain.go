@@ -576,14 +576,40 @@ func Clauses(cs []search.Clause) []string {
 }
 
 // Clause writes one search clause as a query string: subject:Patient.name=x,
-// _has:Observation:patient:code=y, category=http://sys|code.
+// _has:Observation:patient:code=y, category=http://sys|code. The policy's filters on the
+// targets of a chain or _has follow in brackets, link by link:
+// subject:Patient.name=x [Patient: _security:not=...].
 func Clause(c search.Clause) string {
 	key, leaf := clauseKey(c)
 	vals := make([]string, 0, len(leaf.Values))
 	for _, v := range leaf.Values {
 		vals = append(vals, strings.ReplaceAll(strings.ReplaceAll(v.Raw, `\`, `\\`), ",", `\,`))
 	}
-	return key + "=" + strings.Join(vals, ",")
+	s := key + "=" + strings.Join(vals, ",")
+	if f := chainFilters(c); len(f) > 0 {
+		s += " [" + strings.Join(f, "; ") + "]"
+	}
+	return s
+}
+
+// chainFilters describes the Filter of each link of a chain or _has ("Type: clause & clause").
+func chainFilters(c search.Clause) []string {
+	var out []string
+	for {
+		var typ string
+		var filter []search.Clause
+		switch {
+		case c.Chain != nil:
+			typ, filter, c = c.Chain.Type, c.Chain.Filter, c.Chain.Clause
+		case c.Reverse != nil:
+			typ, filter, c = c.Reverse.Type, c.Reverse.Filter, c.Reverse.Clause
+		default:
+			return out
+		}
+		if len(filter) > 0 {
+			out = append(out, typ+": "+strings.Join(Clauses(filter), " & "))
+		}
+	}
 }
 
 func clauseKey(c search.Clause) (string, search.Clause) {

@@ -304,4 +304,24 @@ func TestClauseStrings(t *testing.T) {
 			t.Errorf("Clause = %q, want %q", got, want)
 		}
 	}
+	// The policy's filters on a chain's targets are shown link by link.
+	c, err := search.ParseClause(reg, []string{"Observation"}, "subject:Patient.organization.name", "acme", search.ParseOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	label, err := search.ParseClause(reg, []string{"Patient"}, "_security:not", "http://s|V", search.ParseOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := search.ParseClause(reg, []string{"Organization"}, "partof", "Organization/x", search.ParseOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref.Modifier = "not"
+	c.Chain.Filter = []search.Clause{label}
+	c.Chain.Clause.Chain.Filter = []search.Clause{label, ref}
+	want := "subject:Patient.organization:Organization.name=acme [Patient: _security:not=http://s|V; Organization: _security:not=http://s|V & partof:not=Organization/x]"
+	if got := explain.Clause(c); got != want {
+		t.Errorf("Clause = %q, want %q", got, want)
+	}
 }

@@ -592,8 +592,14 @@ func (e *Engine) exclusionClauses(subj *subject, typ string) (cl []search.Clause
 	if subj.consentUnbounded {
 		return nil, false, nil
 	}
+	return e.excludePatients(subj.consentOthers, typ)
+}
+
+// excludePatients are the clauses that keep a search of typ out of the compartments of the
+// patients whose rules restrict typ; ok is false when typ cannot be bounded this way.
+func (e *Engine) excludePatients(rules []*consentRules, typ string) (cl []search.Clause, ok bool, err error) {
 	var refs []string
-	for _, r := range subj.consentOthers {
+	for _, r := range rules {
 		tr, err := r.rule(typ)
 		if err != nil {
 			return nil, false, err

@@ -787,6 +787,10 @@ func (e *Engine) evaluateSearch(subj *subject, in Input) (Decision, error) {
 		}
 	}
 	d.Narrowing = n.orNil()
+	if d.Narrowing == nil && hasChain(q) && n.chainsNarrowed() {
+		// Narrow bounds the targets of the chains (chains.go) even when the search is not.
+		d.Narrowing = n
+	}
 	d.Filter = e.newFilter(subj, searchPerms)
 	return d, nil
 }

@@ -164,5 +164,5 @@ func (n *Narrowing) Narrow(q *search.Query) error {
 		add = append(add, cl...)
 	}
 	q.Clauses = append(q.Clauses, add...)
-	return nil
+	return n.narrowChains(q)
 }

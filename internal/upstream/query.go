@@ -87,6 +87,9 @@ func clauseParam(c search.Clause) (key, value string, err error) {
 		if c.Reverse.Param == nil {
 			return "", "", errors.New("upstream: a _has clause without its reference parameter")
 		}
+		if len(c.Reverse.Filter) > 0 {
+			return "", "", errChainFilter
+		}
 		inner, val, err := clauseParam(c.Reverse.Clause)
 		if err != nil {
 			return "", "", err
@@ -95,6 +98,9 @@ func clauseParam(c search.Clause) (key, value string, err error) {
 	case c.Param == nil:
 		return "", "", errors.New("upstream: a clause without a parameter")
 	case c.Chain != nil:
+		if len(c.Chain.Filter) > 0 {
+			return "", "", errChainFilter
+		}
 		inner, val, err := clauseParam(c.Chain.Clause)
 		if err != nil {
 			return "", "", err
@@ -114,6 +120,13 @@ func clauseParam(c search.Clause) (key, value string, err error) {
 	}
 	return key, strings.Join(vals, ","), nil
 }
+
+// errChainFilter refuses a chain or _has that the policy narrowed on its targets (security
+// labels, Consents): FHIR search parameters cannot say "only through the targets that pass
+// these clauses", and sending the chain without them would let it probe hidden resources
+// that the response filter never sees.
+var errChainFilter = fhir.Errorf(http.StatusBadRequest, "not-supported",
+	"chained search through security-labelled or Consent-restricted resources is not supported in proxy mode")
 
 // escapeValue escapes what FHIR search values escape: "\," keeps a comma inside one value.
 func escapeValue(s string) string {

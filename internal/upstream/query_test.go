@@ -1,10 +1,14 @@
 package upstream
 
 import (
+	"errors"
+	"net/http"
 	"net/url"
 	"reflect"
+	"strings"
 	"testing"
 
+	"github.com/fhirgate/fhirgate/internal/fhir"
 	"github.com/fhirgate/fhirgate/internal/fhir/search"
 )
 
@@ -73,6 +77,45 @@ func TestEncodeParams(t *testing.T) {
 		}
 		if got := enc.Encode(); got != tc.want {
 			t.Errorf("%s?%s encodes as %s, want %s", tc.typ, tc.raw, got, tc.want)
+		}
+	}
+}
+
+// TestEncodeParamsRefusesChainFilter: a chain or _has the policy narrowed on its targets (at
+// any depth) is refused with a 400 OperationOutcome, never sent without its Filter.
+func TestEncodeParamsRefusesChainFilter(t *testing.T) {
+	reg := mustRegistry(t)
+	opts := search.ParseOptions{Strict: true, BaseURL: "http://proxy.example/fhir"}
+	label, err := search.ParseClause(reg, []string{"Patient"}, "_security:not", "http://terminology.hl7.org/CodeSystem/v3-Confidentiality|V", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		typ, raw string
+		set      func(q *search.Query)
+	}{
+		{"Observation", "subject:Patient.name=x", func(q *search.Query) { q.Clauses[0].Chain.Filter = []search.Clause{label} }},
+		{"Patient", "_has:Observation:patient:code=1", func(q *search.Query) { q.Clauses[0].Reverse.Filter = []search.Clause{label} }},
+		{"Observation", "subject:Patient.organization.name=x", func(q *search.Query) {
+			q.Clauses[0].Chain.Clause.Chain.Filter = []search.Clause{label}
+		}},
+		{"Organization", "_has:Patient:organization:_has:Observation:patient:code=1", func(q *search.Query) {
+			q.Clauses[0].Reverse.Clause.Reverse.Filter = []search.Clause{label}
+		}},
+	} {
+		v, _ := url.ParseQuery(tc.raw)
+		q, _, err := search.Parse(reg, []string{tc.typ}, v, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := encodeParams(q); err != nil {
+			t.Fatalf("%s without a filter: %v", tc.raw, err)
+		}
+		tc.set(q)
+		enc, err := encodeParams(q)
+		var fe *fhir.Error
+		if !errors.As(err, &fe) || fe.Status != http.StatusBadRequest || !strings.Contains(fe.Error(), "proxy mode") {
+			t.Errorf("%s with a filter: %v, %v", tc.raw, enc, err)
 		}
 	}
 }

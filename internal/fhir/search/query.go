@@ -86,6 +86,9 @@ type Chain struct {
 	Type string
 	// Clause is evaluated on the referenced resource.
 	Clause Clause
+	// Filter are clauses ANDed on the referenced resource, so that a chain cannot probe
+	// resources the caller may not see. Set by the access policy, never by the parser.
+	Filter []Clause
 }
 
 // Reverse is a _has link.
@@ -96,6 +99,9 @@ type Reverse struct {
 	Param *Param
 	// Clause is evaluated on the referring resource.
 	Clause Clause
+	// Filter are clauses ANDed on the referring resource, so that a _has cannot probe
+	// resources the caller may not see. Set by the access policy, never by the parser.
+	Filter []Clause
 }
 
 // Value is one comparison of a clause. Which typed fields are set depends on the parameter type

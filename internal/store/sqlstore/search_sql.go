@@ -513,7 +513,7 @@ func uriAncestors(u string) []string {
 }
 
 // chain compiles ref[:Type].next: r refers through ref to a live Type resource matching the
-// inner clause.
+// inner clause and the chain's Filter (what the access policy lets the caller see of Type).
 func (b *sqlBuilder) chain(c search.Clause, types []string, r string, drive bool) (string, error) {
 	i, t := b.next("i"), b.next("t")
 	typ := b.arg(c.Chain.Type)
@@ -524,9 +524,13 @@ func (b *sqlBuilder) chain(c search.Clause, types []string, r string, drive bool
 		if err != nil {
 			return "", err
 		}
+		filter, err := b.targetFilter(c.Chain.Filter, c.Chain.Type, t)
+		if err != nil {
+			return "", err
+		}
 		return r + ".pk IN (SELECT " + i + ".res_pk FROM idx_reference " + i + " WHERE " +
 			and(b.typeCond(i+".res_type", types), i+".param = "+param, i+".target_type = "+typ, b.localRef(i),
-				i+".target_id IN (SELECT "+t+".id FROM resources "+t+" WHERE "+b.scope(t, c.Chain.Type, c.Chain.Clause)+" AND "+inner+")") +
+				i+".target_id IN (SELECT "+t+".id FROM resources "+t+" WHERE "+and(b.scope(t, c.Chain.Type, c.Chain.Clause), inner, filter)+")") +
 			")", nil
 	}
 	// From r's own references to the resources they name.
@@ -534,13 +538,17 @@ func (b *sqlBuilder) chain(c search.Clause, types []string, r string, drive bool
 	if err != nil {
 		return "", err
 	}
+	filter, err := b.targetFilter(c.Chain.Filter, c.Chain.Type, t)
+	if err != nil {
+		return "", err
+	}
 	return "EXISTS (SELECT 1 FROM idx_reference " + i + " JOIN resources " + t + " ON " + t + ".type = " + i + ".target_type AND " + t + ".id = " + i + ".target_id" +
 		" WHERE " + and(i+".res_pk = "+r+".pk", i+".param = "+param, i+".target_type = "+typ, b.localRef(i),
-		t+".deleted = 0", inner) + ")", nil
+		t+".deleted = 0", inner, filter) + ")", nil
 }
 
-// reverse compiles _has:Type:ref:clause: a live Type resource matching the clause refers to r
-// through ref.
+// reverse compiles _has:Type:ref:clause: a live Type resource matching the clause and the
+// Filter refers to r through ref.
 func (b *sqlBuilder) reverse(rv *search.Reverse, types []string, r string, drive bool) (string, error) {
 	h, i, t := b.next("h"), b.next("i"), b.next("t")
 	typ := b.arg(rv.Type)
@@ -551,10 +559,14 @@ func (b *sqlBuilder) reverse(rv *search.Reverse, types []string, r string, drive
 		if err != nil {
 			return "", err
 		}
+		filter, err := b.targetFilter(rv.Filter, rv.Type, h)
+		if err != nil {
+			return "", err
+		}
 		return r + ".pk IN (SELECT " + t + ".pk FROM idx_reference " + i + " JOIN resources " + t +
 			" ON " + t + ".type = " + i + ".target_type AND " + t + ".id = " + i + ".target_id WHERE " +
 			and(i+".res_type = "+typ, i+".param = "+param, b.typeCond(i+".target_type", types), b.localRef(i),
-				i+".res_pk IN (SELECT "+h+".pk FROM resources "+h+" WHERE "+b.scope(h, rv.Type, rv.Clause)+" AND "+inner+")") +
+				i+".res_pk IN (SELECT "+h+".pk FROM resources "+h+" WHERE "+and(b.scope(h, rv.Type, rv.Clause), inner, filter)+")") +
 			")", nil
 	}
 	// From r to the rows that point at it (idx_reference_target), then the referrer itself.
@@ -562,9 +574,31 @@ func (b *sqlBuilder) reverse(rv *search.Reverse, types []string, r string, drive
 	if err != nil {
 		return "", err
 	}
+	filter, err := b.targetFilter(rv.Filter, rv.Type, h)
+	if err != nil {
+		return "", err
+	}
 	return "EXISTS (SELECT 1 FROM idx_reference " + i + " JOIN resources " + h + " ON " + h + ".pk = " + i + ".res_pk" +
 		" WHERE " + and(i+".target_type = "+r+".type", i+".target_id = "+r+".id", i+".res_type = "+typ,
-		i+".param = "+param, b.localRef(i), h+".deleted = 0", inner) + ")", nil
+		i+".param = "+param, b.localRef(i), h+".deleted = 0", inner, filter) + ")", nil
+}
+
+// targetFilter compiles the Filter of a chain or _has on the target resources row (alias) of
+// typ: each clause a probe of the row's own index rows, never the driver, so the inner clause
+// still leads. "" without a Filter.
+func (b *sqlBuilder) targetFilter(filter []search.Clause, typ, alias string) (string, error) {
+	conds := make([]string, 0, len(filter))
+	for _, f := range filter {
+		c, err := b.clause(f, []string{typ}, alias, false)
+		if err != nil {
+			return "", err
+		}
+		conds = append(conds, c)
+	}
+	if len(conds) == 0 {
+		return "", nil
+	}
+	return and(conds...), nil
 }
 
 // sortExpr is the value a resource (alias r) sorts by for one key: the lowest of its values
