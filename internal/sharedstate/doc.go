@@ -5,6 +5,7 @@
 //
 // The database stays the source of truth. Every answer that matters for security is either
 // confirmed by the database or safe to lose: while Redis is unreachable the revocation cache is
-// bypassed (every check asks the database), so are the caches behind invalidation notices, assertion jtis are recorded in the database only, and
-// login throttling falls back to per-instance counters. Losing Redis loses no data.
+// bypassed (every check asks the database), so are the caches behind invalidation notices (every
+// lookup reads the source), assertion jtis are recorded in the database only, and login
+// throttling falls back to per-instance counters. Losing Redis loses no data.
 package sharedstate
