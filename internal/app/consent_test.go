@@ -16,6 +16,7 @@ import (
 
 	"github.com/fhirgate/fhirgate/internal/backend"
 	"github.com/fhirgate/fhirgate/internal/fhir/search"
+	"github.com/fhirgate/fhirgate/internal/netfault"
 	"github.com/fhirgate/fhirgate/internal/sharedstate"
 	"github.com/fhirgate/fhirgate/internal/store/sqlstore"
 )
@@ -127,28 +128,39 @@ func TestConsentCacheTrustedOnlyWithNotices(t *testing.T) {
 	}
 }
 
-// Two instances on one backend: a Consent written through A's FHIR API (directly or in a
-// transaction) is seen by B's next lookup within the notice delivery time although B cached the
-// patient's Consents for a minute; a write to a tenant's Consents leaves B's default cache alone.
-func TestConsentWriteReachesOtherInstance(t *testing.T) {
+func consentTestPrefix(t *testing.T) string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return "fhirgate-test:" + strings.ReplaceAll(t.Name(), "/", ".") + ":" + hex.EncodeToString(b) + ":"
+}
+
+// consentNotices is a running Consent notice channel on the Redis at addr.
+func consentNotices(t *testing.T, addr, prefix string) *sharedstate.Invalidations {
+	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: 1, DialTimeout: time.Second, ReadTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { _ = rdb.Close() })
+	n := sharedstate.NewInvalidations(sharedstate.NewClient(rdb, prefix, 200*time.Millisecond, nil), "consents", "consent")
+	runNotices(t, n)
+	return n
+}
+
+func testRedis(t *testing.T) string {
 	addr := os.Getenv("FHIRGATE_TEST_REDIS")
 	if addr == "" {
 		t.Skip("FHIRGATE_TEST_REDIS is not set (e.g. 127.0.0.1:6379)")
 	}
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	prefix := "fhirgate-test:" + strings.ReplaceAll(t.Name(), "/", ".") + ":" + hex.EncodeToString(b) + ":"
-	notices := func() *sharedstate.Invalidations {
-		rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: 1, ReadTimeout: 200 * time.Millisecond})
-		t.Cleanup(func() { _ = rdb.Close() })
-		n := sharedstate.NewInvalidations(sharedstate.NewClient(rdb, prefix, 200*time.Millisecond, nil), "consents", "consent")
-		runNotices(t, n)
-		return n
-	}
+	return addr
+}
+
+// Two instances on one backend: a Consent written through A's FHIR API (directly or in a
+// transaction) is seen by B's next lookup within the notice delivery time although B cached the
+// patient's Consents for a minute; a write to a tenant's Consents leaves B's default cache alone.
+func TestConsentWriteReachesOtherInstance(t *testing.T) {
+	addr := testRedis(t)
+	prefix := consentTestPrefix(t)
 	reg := consentRegistry(t)
 	ctx := context.Background()
 	db := &searchCounting{Backend: consentTestStore(t)}
-	nA, nB := notices(), notices()
+	nA, nB := consentNotices(t, addr, prefix), consentNotices(t, addr, prefix)
 	a, bStore := newConsentStore(db, reg, time.Minute), newConsentStore(db, reg, time.Minute)
 	a.share(nA, consentScope(""))
 	bStore.share(nB, consentScope(""))
@@ -199,4 +211,59 @@ func TestConsentWriteReachesOtherInstance(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, time.Second, "B sees the withdrawal", func() bool { return lookupB() == 1 })
+}
+
+// B loses Redis after caching a patient's Consents: it drops the cache and reads the backend for
+// every lookup, so a Consent written at A meanwhile (whose notice B cannot hear) binds at B at
+// once; when Redis is back B caches again.
+func TestConsentCacheBypassedDuringOutage(t *testing.T) {
+	addr := testRedis(t)
+	proxy, err := netfault.Listen(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	prefix := consentTestPrefix(t)
+	reg := consentRegistry(t)
+	ctx := context.Background()
+	db := &searchCounting{Backend: consentTestStore(t)}
+	nA, nB := consentNotices(t, addr, prefix), consentNotices(t, proxy.Addr(), prefix)
+	a, b := newConsentStore(db, reg, time.Minute), newConsentStore(db, reg, time.Minute)
+	a.share(nA, consentScope(""))
+	b.share(nB, consentScope(""))
+	waitFor(t, 3*time.Second, "subscriptions", func() bool { return nA.Live() && nB.Live() })
+	lookupB := func() int {
+		t.Helper()
+		got, err := b.PatientConsents(ctx, "p1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(got)
+	}
+	lookupB()
+	cached := db.n.Load()
+	if lookupB() != 0 || db.n.Load() != cached {
+		t.Fatal("B does not cache while its subscription is live")
+	}
+	proxy.Sever()
+	waitFor(t, 3*time.Second, "outage noticed", func() bool { return !nB.Live() })
+	if _, _, err := a.watch(db).Create(ctx, "Consent", []byte(denyConsent), backend.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before := db.n.Load()
+	for range 2 {
+		if n := lookupB(); n != 1 {
+			t.Fatalf("during the outage B sees %d Consents, want 1", n)
+		}
+	}
+	if got := db.n.Load() - before; got != 2 {
+		t.Errorf("during the outage B searched the backend %d times for 2 lookups, want 2", got)
+	}
+	proxy.Restore()
+	waitFor(t, 5*time.Second, "subscription restored", nB.Live)
+	lookupB()
+	cached = db.n.Load()
+	if lookupB() != 1 || db.n.Load() != cached {
+		t.Error("B does not cache again after the outage")
+	}
 }
