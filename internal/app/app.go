@@ -133,6 +133,7 @@ func (a *App) build(ctx context.Context) error {
 		initialAccessToken, _ = a.lookup(v)
 	}
 	a.consents = newConsentStore(a.backend, a.registry, a.cfg.Policy.Consent.CacheTTL)
+	a.consents.share(a.sharedConsents(), consentScope(""))
 	a.auth, err = authserver.New(ctx, a.withShared(authserver.Config{
 		Security: securityConfig(a.cfg.Policy), Consents: a.consents.recorder(a.cfg.Policy.Consent),
 		Issuer: a.cfg.Issuer(), FHIRBase: a.cfg.FHIRBase(), Store: a.store, Keys: kms,

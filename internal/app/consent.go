@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fhirgate/fhirgate/internal/authn"
@@ -17,16 +18,24 @@ import (
 	"github.com/fhirgate/fhirgate/internal/fhir"
 	"github.com/fhirgate/fhirgate/internal/fhir/search"
 	"github.com/fhirgate/fhirgate/internal/policy"
+	"github.com/fhirgate/fhirgate/internal/sharedstate"
 )
 
 // consentStore serves patients' Consents to the policy (policy.ConsentSource) from the backend,
 // cached per patient; every Consent write through the FHIR API (watch) drops the cache. It also
 // records a patient's authorisation of an app as a Consent (authserver.ConsentRecorder).
+//
+// With several instances (share), every Consent write is also announced to the others, which
+// drop their caches, and the cache is used only while those notices are heard: otherwise every
+// lookup reads the backend.
 type consentStore struct {
 	b   backend.Backend
 	reg *search.Registry
 	ttl time.Duration
 	now func() time.Time
+
+	shared *sharedstate.Invalidations // nil: one instance on its own
+	scope  string
 
 	mu       sync.Mutex
 	gen      uint64
@@ -59,6 +68,30 @@ func newConsentStore(b backend.Backend, reg *search.Registry, ttl time.Duration)
 	return &consentStore{b: b, reg: reg, ttl: ttl, now: time.Now, patients: map[string]consentEntry{}}
 }
 
+// share makes the cache one of several instances': Consent writes are published on n under scope
+// (the FHIR base), notices from the others drop the cache, and the cache is trusted only while n
+// is live. n nil (no Redis) leaves the store on its own.
+func (c *consentStore) share(n *sharedstate.Invalidations, scope string) {
+	if n == nil {
+		return
+	}
+	c.shared, c.scope = n, scope
+	n.Watch(scope, c.invalidate)
+}
+
+// cacheable reports whether cached answers may be used and kept: always on one instance, only
+// while the other instances' notices are heard on several.
+func (c *consentStore) cacheable() bool { return c.shared == nil || c.shared.Live() }
+
+// changed drops this instance's cache and tells the other instances to drop theirs; called after
+// a Consent write.
+func (c *consentStore) changed(ctx context.Context) {
+	c.invalidate()
+	if c.shared != nil {
+		c.shared.Publish(ctx, c.scope)
+	}
+}
+
 // invalidate drops every cached answer (a Consent was written).
 func (c *consentStore) invalidate() {
 	c.mu.Lock()
@@ -75,7 +108,7 @@ func (c *consentStore) PatientConsents(ctx context.Context, patient string) ([][
 	e, ok := c.patients[patient]
 	gen := c.gen
 	c.mu.Unlock()
-	if ok && e.gen == gen && now.Before(e.expires) {
+	if ok && e.gen == gen && now.Before(e.expires) && c.cacheable() {
 		return e.bodies, nil
 	}
 	res, err := c.search(ctx, url.Values{"patient": {"Patient/" + patient}, "status": {"active"}}, maxPatientConsents)
@@ -87,7 +120,9 @@ func (c *consentStore) PatientConsents(ctx context.Context, patient string) ([][
 		bodies = append(bodies, m.Body)
 	}
 	c.mu.Lock()
-	if c.gen == gen {
+	// A drop while the backend was read (a notice, the subscription going up or down) may be
+	// about this patient: the answer is returned but not kept.
+	if c.gen == gen && c.cacheable() {
 		c.patients[patient] = consentEntry{bodies: bodies, gen: gen, expires: now.Add(c.ttl)}
 	}
 	c.mu.Unlock()
@@ -101,7 +136,7 @@ func (c *consentStore) ConsentPatients(ctx context.Context, limit int) ([]string
 	l := c.all
 	gen := c.gen
 	c.mu.Unlock()
-	if l != nil && l.gen == gen && now.Before(l.expires) {
+	if l != nil && l.gen == gen && now.Before(l.expires) && c.cacheable() {
 		return l.ids, nil
 	}
 	seen := map[string]bool{}
@@ -133,7 +168,7 @@ func (c *consentStore) ConsentPatients(ctx context.Context, limit int) ([]string
 		q.Cursor = res.Next
 	}
 	c.mu.Lock()
-	if c.gen == gen {
+	if c.gen == gen && c.cacheable() {
 		c.all = &consentList{ids: ids, gen: gen, expires: now.Add(c.ttl)}
 	}
 	c.mu.Unlock()
@@ -205,14 +240,15 @@ func (c *consentStore) RecordAppConsent(ctx context.Context, patient, clientID, 
 	if _, _, err := c.b.Update(ctx, "Consent", id, raw, backend.UpdateOptions{}); err != nil {
 		return err
 	}
-	c.invalidate()
+	c.changed(ctx)
 	return nil
 }
 
 // grantedScopeExtension records the scopes a patient granted an app on the Consent.
 const grantedScopeExtension = "https://fhirgate.dev/fhir/StructureDefinition/granted-scope"
 
-// watch wraps a backend so that every Consent write drops the cache.
+// watch wraps a backend so that every Consent write drops the cache, here and (share) at the
+// other instances.
 func (c *consentStore) watch(b backend.Backend) backend.Backend {
 	return consentWatch{Backend: b, c: c}
 }
@@ -220,36 +256,52 @@ func (c *consentStore) watch(b backend.Backend) backend.Backend {
 type consentWatch struct {
 	backend.Backend
 	c *consentStore
+	// inTx is set inside a transaction: a Consent write there is announced to the other
+	// instances after the commit, not before (they would read and keep the old Consents).
+	inTx *atomic.Bool
+}
+
+func (w consentWatch) wrote(ctx context.Context, typ string) {
+	if typ != "Consent" {
+		return
+	}
+	if w.inTx != nil {
+		w.c.invalidate()
+		w.inTx.Store(true)
+		return
+	}
+	w.c.changed(ctx)
 }
 
 func (w consentWatch) Create(ctx context.Context, typ string, body []byte, opts backend.CreateOptions) (*fhir.Resource, bool, error) {
 	res, created, err := w.Backend.Create(ctx, typ, body, opts)
-	if typ == "Consent" {
-		w.c.invalidate()
-	}
+	w.wrote(ctx, typ)
 	return res, created, err
 }
 
 func (w consentWatch) Update(ctx context.Context, typ, id string, body []byte, opts backend.UpdateOptions) (*fhir.Resource, bool, error) {
 	res, created, err := w.Backend.Update(ctx, typ, id, body, opts)
-	if typ == "Consent" {
-		w.c.invalidate()
-	}
+	w.wrote(ctx, typ)
 	return res, created, err
 }
 
 func (w consentWatch) Delete(ctx context.Context, typ, id string) (*fhir.Resource, error) {
 	res, err := w.Backend.Delete(ctx, typ, id)
-	if typ == "Consent" {
-		w.c.invalidate()
-	}
+	w.wrote(ctx, typ)
 	return res, err
 }
 
 func (w consentWatch) InTx(ctx context.Context, fn func(tx backend.Backend) error) error {
-	err := w.Backend.InTx(ctx, func(tx backend.Backend) error { return fn(consentWatch{Backend: tx, c: w.c}) })
+	if w.inTx != nil { // nested: the outermost transaction announces
+		return w.Backend.InTx(ctx, func(tx backend.Backend) error { return fn(consentWatch{Backend: tx, c: w.c, inTx: w.inTx}) })
+	}
+	var consents atomic.Bool
+	err := w.Backend.InTx(ctx, func(tx backend.Backend) error { return fn(consentWatch{Backend: tx, c: w.c, inTx: &consents}) })
 	// A rolled-back transaction may have dropped the cache for nothing; a committed one must.
 	w.c.invalidate()
+	if consents.Load() {
+		w.c.changed(ctx)
+	}
 	return err
 }
 

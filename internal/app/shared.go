@@ -11,12 +11,16 @@ import (
 
 // sharedState is what several instances share through Redis (config: redis, or the rate
 // limiter's Redis): revocation notices in front of a per-instance cache, the assertion jti replay
-// cache, login throttling. Nil parts mean one instance on its own (no Redis configured).
+// cache, login throttling, Consent-change notices in front of each FHIR base's Consent cache. Nil
+// parts mean one instance on its own (no Redis configured).
 type sharedState struct {
 	client      *sharedstate.Client
 	revocations *sharedstate.Revocations
 	jtis        *sharedstate.JTIs
 	throttle    *sharedstate.LoginThrottle
+	// consents carries "the Consents of this FHIR base changed" between the instances; the
+	// scope is consentScope.
+	consents *sharedstate.Invalidations
 }
 
 // openShared connects the shared state when Redis is configured, registers the revocation hook
@@ -38,20 +42,42 @@ func (a *App) openShared(ctx context.Context) error {
 	s.revocations = sharedstate.NewRevocations(a.store, client, rc.RevocationCacheTTL)
 	s.jtis = sharedstate.NewJTIs(a.store, client)
 	s.throttle = sharedstate.NewLoginThrottle(client, a.cfg.Auth.WithDefaults().Login)
+	s.consents = sharedstate.NewInvalidations(client, "consents", "consent")
 	a.store.OnRevocation(s.revocations.Notify)
 	return nil
 }
 
-// runShared runs the revocation subscription until ctx is done.
+// runShared runs the revocation and Consent subscriptions until ctx is done.
 func (a *App) runShared(ctx context.Context) {
 	if a.shared == nil || a.shared.revocations == nil {
 		return
 	}
-	a.wg.Add(1)
+	a.wg.Add(2)
 	go func() {
 		defer a.wg.Done()
 		a.shared.revocations.Run(ctx)
 	}()
+	go func() {
+		defer a.wg.Done()
+		a.shared.consents.Run(ctx)
+	}()
+}
+
+// sharedConsents is the Consent-change channel between the instances, nil without Redis.
+func (a *App) sharedConsents() *sharedstate.Invalidations {
+	if a.shared == nil {
+		return nil
+	}
+	return a.shared.consents
+}
+
+// consentScope names a FHIR base's Consent cache in the notices: "fhir" for the default base,
+// "t/{name}" for a tenant, so that a tenant's Consent writes drop only that tenant's caches.
+func consentScope(tenant string) string {
+	if tenant == "" {
+		return "fhir"
+	}
+	return "t/" + tenant
 }
 
 // revoker is the revocation check of the FHIR side: the cache when shared state is on.
@@ -83,6 +109,9 @@ func (a *App) sharedReady(ctx context.Context) string {
 	}
 	if !a.shared.revocations.Cached() {
 		return "shared state: degraded (revocation notices not subscribed yet; using the database)\n"
+	}
+	if !a.shared.consents.Live() {
+		return "shared state: degraded (Consent notices not subscribed yet; Consents read from the FHIR backend)\n"
 	}
 	return "shared state: ok (redis)\n"
 }

@@ -104,6 +104,7 @@ func (a *App) buildTenant(ctx context.Context, key string, tc config.Tenant, dep
 		Labels: labelPolicy(a.cfg.Policy),
 	}
 	consents := newConsentStore(b, a.registry, a.cfg.Policy.Consent.CacheTTL)
+	consents.share(a.sharedConsents(), consentScope(tc.Name))
 	watched := consents.watch(b)
 	if a.cfg.Policy.Consent.Enforce {
 		pcfg.Consents = consents

@@ -2,13 +2,9 @@ package sharedstate
 
 import (
 	"context"
-	"errors"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // Revoker answers revocation checks from the source of truth (the store).
@@ -49,9 +45,6 @@ const (
 	// keeps the map small.
 	revokedTTL       = 10 * time.Minute
 	maxCachedAnswers = 200_000
-	// pingEvery paces the subscriber's liveness pings; no message for three periods means the
-	// subscription is not trusted.
-	pingEvery = 500 * time.Millisecond
 )
 
 // NewRevocations returns the cache in front of db. With c nil or ttl zero it is a plain pass-through
@@ -146,58 +139,5 @@ func (r *Revocations) Run(ctx context.Context) {
 	if r.c == nil || r.ttl <= 0 {
 		return
 	}
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		ps := r.c.rdb.Subscribe(ctx, r.channel)
-		err := r.watch(ctx, ps)
-		_ = ps.Close()
-		r.setHealthy(false)
-		if ctx.Err() != nil {
-			return
-		}
-		r.c.log.Debug("revocation subscription ended", "error", err)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		backoff = min(2*backoff, 2*time.Second)
-	}
-}
-
-var errStale = errors.New("no answer from redis to the subscription's pings")
-
-// watch reads the subscription until it fails or goes quiet.
-func (r *Revocations) watch(ctx context.Context, ps *redis.PubSub) error {
-	last := time.Now()
-	for {
-		msg, err := ps.ReceiveTimeout(ctx, pingEvery)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if err != nil {
-			var ne net.Error
-			if !errors.As(err, &ne) || !ne.Timeout() {
-				return err
-			}
-			if time.Since(last) > 3*pingEvery {
-				return errStale
-			}
-			if err := ps.Ping(ctx); err != nil {
-				return err
-			}
-			continue
-		}
-		last = time.Now()
-		switch m := msg.(type) {
-		case *redis.Subscription:
-			if m.Kind == "subscribe" && m.Channel == r.channel {
-				r.setHealthy(true)
-			}
-		case *redis.Message:
-			r.invalidate()
-		}
-	}
+	subscribe(ctx, r.c, r.channel, "revocation", r.setHealthy, func(string) { r.invalidate() })
 }

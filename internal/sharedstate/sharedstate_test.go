@@ -326,3 +326,110 @@ func TestLoginThrottleShared(t *testing.T) {
 		t.Error("Reserve with Redis down: no error")
 	}
 }
+
+// drops counts the drop calls of one scope.
+type drops struct{ n atomic.Int64 }
+
+func (d *drops) drop()        { d.n.Add(1) }
+func (d *drops) count() int64 { return d.n.Load() }
+
+func runInvalidations(t *testing.T, n *sharedstate.Invalidations) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { n.Run(ctx) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+}
+
+// Two instances: a notice published at A drops the watching cache of its scope at B within the
+// pub/sub delivery time, and only that scope's.
+func TestInvalidationReachesOtherInstance(t *testing.T) {
+	addr := redisAddr(t)
+	prefix := testPrefix(t)
+	a := sharedstate.NewInvalidations(newClient(t, addr, prefix), "consents", "consent")
+	b := sharedstate.NewInvalidations(newClient(t, addr, prefix), "consents", "consent")
+	// Another deployment on the same Redis (another prefix) hears nothing.
+	other := sharedstate.NewInvalidations(newClient(t, addr, testPrefix(t)), "consents", "consent")
+	var bDefault, bTenant, aDefault, otherDefault drops
+	b.Watch("fhir", bDefault.drop)
+	b.Watch("t/x", bTenant.drop)
+	a.Watch("fhir", aDefault.drop)
+	other.Watch("fhir", otherDefault.drop)
+	for _, n := range []*sharedstate.Invalidations{a, b, other} {
+		runInvalidations(t, n)
+	}
+	eventually(t, 3*time.Second, "subscriptions", func() bool { return a.Live() && b.Live() && other.Live() })
+	// Going live dropped everything once.
+	if bDefault.count() == 0 || bTenant.count() == 0 {
+		t.Errorf("going live did not drop the caches: %d %d", bDefault.count(), bTenant.count())
+	}
+	d0, t0, a0, o0 := bDefault.count(), bTenant.count(), aDefault.count(), otherDefault.count()
+
+	start := time.Now()
+	a.Publish(context.Background(), "fhir")
+	eventually(t, time.Second, "B drops the default scope", func() bool { return bDefault.count() > d0 })
+	t.Logf("notice published at A dropped B's cache after %s", time.Since(start))
+	eventually(t, time.Second, "A hears its own notice", func() bool { return aDefault.count() > a0 })
+	// A notice for another scope, then one B cannot place: neither touches B's default scope.
+	a.Publish(context.Background(), "t/x")
+	eventually(t, time.Second, "B drops the tenant scope", func() bool { return bTenant.count() > t0 })
+	a.Publish(context.Background(), "t/unknown")
+	time.Sleep(100 * time.Millisecond)
+	if got := bDefault.count(); got != d0+1 {
+		t.Errorf("B's default scope dropped %d times, want 1", got-d0)
+	}
+	if otherDefault.count() != o0 {
+		t.Error("a deployment with another key prefix heard the notice")
+	}
+}
+
+// Without Redis the channel is never live (caches must read through) and publishing fails
+// quietly; a nil channel (no Redis configured) is never live either.
+func TestInvalidationsWithoutRedis(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: 0, DialTimeout: 100 * time.Millisecond})
+	t.Cleanup(func() { _ = rdb.Close() })
+	n := sharedstate.NewInvalidations(sharedstate.NewClient(rdb, "x:", 100*time.Millisecond, nil), "consents", "consent")
+	var d drops
+	n.Watch("fhir", d.drop)
+	runInvalidations(t, n)
+	time.Sleep(300 * time.Millisecond)
+	if n.Live() {
+		t.Error("live without Redis")
+	}
+	n.Publish(context.Background(), "fhir") // logged, no panic
+	var none *sharedstate.Invalidations
+	if none.Live() {
+		t.Error("nil channel live")
+	}
+	none.Publish(context.Background(), "fhir")
+}
+
+// When the connection to Redis breaks, B stops being live and drops its caches; a notice sent
+// during the outage is lost, which is why B's caches are not trusted until it is live again; then
+// notices reach it again.
+func TestInvalidationsRedisOutage(t *testing.T) {
+	addr := redisAddr(t)
+	proxy, err := netfault.Listen(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	prefix := testPrefix(t)
+	a := sharedstate.NewInvalidations(newClient(t, addr, prefix), "consents", "consent")
+	b := sharedstate.NewInvalidations(newClient(t, proxy.Addr(), prefix), "consents", "consent")
+	var d drops
+	b.Watch("fhir", d.drop)
+	runInvalidations(t, a)
+	runInvalidations(t, b)
+	eventually(t, 3*time.Second, "subscriptions", func() bool { return a.Live() && b.Live() })
+	before := d.count()
+	proxy.Sever()
+	eventually(t, 3*time.Second, "outage noticed", func() bool { return !b.Live() })
+	if d.count() == before {
+		t.Error("going down did not drop B's cache")
+	}
+	proxy.Restore()
+	eventually(t, 5*time.Second, "subscription restored", b.Live)
+	before = d.count()
+	a.Publish(context.Background(), "fhir")
+	eventually(t, time.Second, "notice after the outage", func() bool { return d.count() > before })
+}

@@ -161,6 +161,11 @@ clients:
     grant_types: [client_credentials]
     jwks: {keys: [%[5]s]}
     scope: "system/*.rs"
+  - client_id: writer
+    token_endpoint_auth_method: private_key_jwt
+    grant_types: [client_credentials]
+    jwks: {keys: [%[5]s]}
+    scope: "system/*.cruds"
 users:
   - username: alice
     password: alice-password-1
@@ -367,8 +372,13 @@ func (e *env) backendToken(in *instance) string { return e.clientToken(in, "back
 
 // clientToken gets a client_credentials token of client at in.
 func (e *env) clientToken(in *instance, client string) string {
+	return e.clientTokenScope(in, client, "system/*.rs")
+}
+
+// clientTokenScope gets a client_credentials token of client with scope at in.
+func (e *env) clientTokenScope(in *instance, client, scope string) string {
 	e.t.Helper()
-	st, m := post(e.t, in.url+"/auth/token", e.clientAuth(url.Values{"grant_type": {"client_credentials"}, "scope": {"system/*.rs"}}, e.assertionOf(client)))
+	st, m := post(e.t, in.url+"/auth/token", e.clientAuth(url.Values{"grant_type": {"client_credentials"}, "scope": {scope}}, e.assertionOf(client)))
 	if st != 200 {
 		e.t.Fatalf("client_credentials at %s: %d %v", in.name, st, m)
 	}
@@ -387,4 +397,27 @@ func fhirGet(ctx context.Context, in *instance, path, token string) (int, error)
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode, nil
+}
+
+// fhirWrite sends a FHIR write (body JSON, or none for a DELETE) at in and returns the status and
+// the decoded response.
+func fhirWrite(ctx context.Context, in *instance, method, path, token, body string) (int, map[string]any, error) {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequestWithContext(ctx, method, in.url+"/fhir/"+path, rd)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "application/fhir+json")
+	if body != "" {
+		req.Header.Set("Content-Type", "application/fhir+json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&m)
+	return resp.StatusCode, m, nil
 }
