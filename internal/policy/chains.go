@@ -140,7 +140,7 @@ func (n *Narrowing) chainConsentClauses(typ string) ([]search.Clause, error) {
 	case !ok:
 		return nil, fmt.Errorf("%s may not be searched", typ)
 	}
-	if !subj.consentBound || !e.compartment[typ] || e.consents == nil || subj.p.IsBreakGlass() {
+	if !subj.consentBound || !e.consentGoverns(typ) || e.consents == nil || subj.p.IsBreakGlass() {
 		return cl, nil
 	}
 	if subj.consentTooMany {

@@ -628,10 +628,16 @@ func (e *Engine) excludePatients(rules []*consentRules, typ string) (cl []search
 	return cl, true, nil
 }
 
+// consentGoverns reports whether patients' Consents restrict typ: the Patient compartment's
+// types except Consent itself. The directives stay reachable, under scopes and labels, to
+// whoever must read or withdraw them (the patient, a privacy officer's tool), also under an
+// opt-in Consent that denies everything else.
+func (e *Engine) consentGoverns(typ string) bool { return e.compartment[typ] && typ != "Consent" }
+
 // consentTypeRule is the Consent rule of typ for an access bound to one patient; nil when the
 // Consent does not restrict it (or the type is not the patient's data).
 func (e *Engine) consentTypeRule(a *access, typ string) (*typeRule, error) {
-	if a.consent == nil || !e.compartment[typ] {
+	if a.consent == nil || !e.consentGoverns(typ) {
 		return nil, nil
 	}
 	return a.consent.rule(typ)
@@ -639,7 +645,7 @@ func (e *Engine) consentTypeRule(a *access, typ string) (*typeRule, error) {
 
 // consentPermits checks one body against the Consents of the patients it belongs to.
 func (e *Engine) consentPermits(a *access, typ string, body []byte) (bool, Reason, error) {
-	if e.consents == nil || a.subj == nil || a.subj.p.IsBreakGlass() || !e.compartment[typ] {
+	if e.consents == nil || a.subj == nil || a.subj.p.IsBreakGlass() || !e.consentGoverns(typ) {
 		return true, "", nil
 	}
 	// Every patient whose compartment holds the body: the one the request is bounded to, and
@@ -711,7 +717,7 @@ func (e *Engine) patientsOf(typ string, body []byte) ([]string, error) {
 // consentClauses are the clauses a patient's Consent adds to a search of typ bounded to that
 // patient: the Consent's selection, or a clause no resource matches when it hides the type.
 func (e *Engine) consentClauses(a *access, typ string) ([]search.Clause, error) {
-	if a.subj != nil && !a.subj.consentBound && e.compartment[typ] && (a.subj.consentUnbounded || len(a.subj.consentOthers) > 0) {
+	if a.subj != nil && !a.subj.consentBound && e.consentGoverns(typ) && (a.subj.consentUnbounded || len(a.subj.consentOthers) > 0) {
 		cl, ok, err := e.exclusionClauses(a.subj, typ)
 		if err != nil {
 			return nil, err

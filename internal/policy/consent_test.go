@@ -92,8 +92,9 @@ func TestConsentProvisionShapes(t *testing.T) {
 		checks    []check
 	}{
 		{"no consent", "", dr, []check{{plain, "Observation", true}, {hiv, "Observation", true}}},
+		// The directives themselves stay reachable (to read or withdraw them).
 		{"root deny, everyone (opt-in with no exception)", `{"type":"deny"}`, dr,
-			[]check{{plain, "Observation", false}, {condP1(), "Condition", false}}},
+			[]check{{plain, "Observation", false}, {condP1(), "Condition", false}, {[]byte(consentOf(`{"type":"deny"}`)), "Consent", true}}},
 		{"root deny, nested permit by class", `{"type":"deny","provision":[{"type":"permit","class":[` + classObs + `]}]}`, dr,
 			[]check{{plain, "Observation", true}, {condP1(), "Condition", false}}},
 		{"root permit, nested deny by actor", `{"type":"permit","provision":[{"type":"deny","actor":[` + actorSmith + `]}]}`, dr,
@@ -131,7 +132,7 @@ func TestConsentProvisionShapes(t *testing.T) {
 			[]check{{hiv, "Observation", false}}},
 		// Fail closed.
 		{"nesting deeper than one level", `{"type":"permit","provision":[{"type":"deny","provision":[{"type":"permit"}]}]}`, dr,
-			[]check{{plain, "Observation", false}}},
+			[]check{{plain, "Observation", false}, {[]byte(consentOf(`{"type":"deny"}`)), "Consent", true}}},
 		{"provision without a type", `{"provision":[{"type":"deny"}]}`, dr,
 			[]check{{plain, "Observation", false}}},
 		{"unknown class", `{"type":"permit","provision":[{"type":"deny","class":[{"system":"http://hl7.org/fhir/resource-types","code":"Nope"}]}]}`, dr,

@@ -880,7 +880,7 @@ func (e *Engine) narrowing(subj *subject, types []string, perm smart.Perms) (*Na
 		if err != nil {
 			return nil, deny(ReasonQueryUnsupported, "cannot bound %s: %v", t, err)
 		}
-		if e.compartment[t] && (a.consent != nil || len(subj.consentOthers) > 0) {
+		if e.consentGoverns(t) && (a.consent != nil || len(subj.consentOthers) > 0) {
 			consentNarrowed = true
 		}
 		if !ok {

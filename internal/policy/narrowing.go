@@ -109,7 +109,7 @@ func (n *Narrowing) forType(typ string) ([]search.Clause, bool) {
 }
 
 func (n *Narrowing) refusesType(typ string) bool {
-	return n.subj != nil && n.subj.consentUnbounded && n.e != nil && n.e.compartment[typ]
+	return n.subj != nil && n.subj.consentUnbounded && n.e != nil && n.e.consentGoverns(typ)
 }
 
 // Narrow applies the narrowing to q: it sets the compartment (refusing a different one the
