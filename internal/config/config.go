@@ -56,7 +56,7 @@ type Config struct {
 	Audit Audit `yaml:"audit"`
 	// Policy configures access decisions beyond the scopes (user/ reach, 404 vs 403, shadow).
 	Policy Policy `yaml:"policy"`
-	// Redis configures the state several instances share (revocations, jtis, login throttling).
+	// Redis configures the state several instances share (revocations, jtis, login throttling, Consent change notices).
 	Redis Redis `yaml:"redis"`
 	// Upstream, when its URL is set, serves the FHIR resources from an existing FHIR server.
 	Upstream Upstream `yaml:"upstream"`
