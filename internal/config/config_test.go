@@ -148,7 +148,7 @@ func TestRedactionValidation(t *testing.T) {
 		{"no elements", LabelRedaction{Labels: []string{"HIV"}}, "policy.labels.redact[0].elements"},
 		{"unknown element", LabelRedaction{Labels: []string{"HIV"}, Elements: map[string][]string{"Observation": {"valu"}}}, "policy.labels.redact[0].elements.Observation"},
 		{"meta", LabelRedaction{Labels: []string{"HIV"}, Elements: map[string][]string{"Observation": {"meta"}}}, "policy.labels.redact[0].elements.Observation"},
-		{"unknown type", LabelRedaction{Labels: []string{"HIV"}, Elements: map[string][]string{"Observaton": {"note"}}}, "policy.labels.redact[0].elements.Observaton"},
+		{"unknown type", LabelRedaction{Labels: []string{"HIV"}, Elements: map[string][]string{"NotAType": {"note"}}}, "policy.labels.redact[0].elements.NotAType"},
 		{"empty list", LabelRedaction{Labels: []string{"HIV"}, Elements: map[string][]string{"Observation": {}}}, "policy.labels.redact[0].elements.Observation"},
 	}
 	for _, tt := range tests {
