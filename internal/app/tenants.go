@@ -75,12 +75,16 @@ func (a *App) buildTenant(ctx context.Context, key string, tc config.Tenant, dep
 	if audience == "" {
 		audience = base
 	}
-	ver, err := external.New(ctx, external.Config{
+	xc := external.Config{
 		Issuer: az.Issuer, Audience: audience, Mode: az.Mode, ClientID: az.ClientID, ClientSecret: secret,
 		CacheMax: az.CacheMax,
 		Claims: external.Claims{Patient: az.Claims.Patient, FHIRUser: az.Claims.FHIRUser, Scope: az.Claims.Scope,
 			Roles: az.Claims.Roles, Client: az.Claims.Client},
-	})
+	}
+	if az.RoleClearance {
+		xc.Roles = a.cfg.Policy.Roles
+	}
+	ver, err := external.New(ctx, xc)
 	if err != nil {
 		return nil, fmt.Errorf("%s.authorization: %w", key, err)
 	}

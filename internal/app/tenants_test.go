@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -323,5 +324,103 @@ func TestTenantConfigErrors(t *testing.T) {
 	_, err = app.New(context.Background(), cfg, app.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Lookup: func(string) (string, bool) { return "", false }})
 	if err == nil || !strings.Contains(err.Error(), "tenants[0].authorization") {
 		t.Fatalf("start with an unreachable issuer = %v", err)
+	}
+}
+
+// A tenant with authorization.role_clearance gives its issuer's tokens the clearance of the
+// policy.roles they name: a behavioral-health token sees the patient's psychiatric Condition (R,
+// PSY), a clinician's does not, and neither sees her HIV Condition (R, HIV). A clearance or
+// break-glass claim in the token counts for nothing. Without the option every token of the
+// issuer has the default clearance.
+func TestTenantRoleClearance(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an upstream with demo data and a proxy")
+	}
+	iss := startTestIssuer(t)
+	up := startPlainUpstream(t, "")
+	srv := httptest.NewUnstartedServer(nil)
+	base := "http://" + srv.Listener.Addr().String()
+	cfg := config.Default()
+	cfg.BaseURL = base
+	cfg.DataDir = t.TempDir()
+	cfg.AdminAddr = ""
+	cfg.Gateway.RateLimit.Enabled = false
+	cfg.Tenants = []config.Tenant{
+		{Name: "roles", Upstream: config.Upstream{URL: up.url}, Authorization: config.TenantAuthorization{Issuer: iss.url, Mode: "jwks", RoleClearance: true}},
+		{Name: "noroles", Upstream: config.Upstream{URL: up.url}, Authorization: config.TenantAuthorization{Issuer: iss.url, Mode: "jwks"}},
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a, err := app.New(context.Background(), cfg, app.Options{
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Lookup: func(string) (string, bool) { return "", false },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	srv.Config.Handler = a.Handler()
+	srv.Start()
+	t.Cleanup(srv.Close)
+
+	const (
+		depression = "http://snomed.info/sct|370143000" // labelled R and PSY in the demo data
+		hiv        = "http://snomed.info/sct|86406008"  // labelled R and HIV
+	)
+	token := func(fhirBase string, extra map[string]any) string {
+		c := iss.claims(fhirBase, patientA, "")
+		delete(c, "scp")
+		c["scope"] = "patient/*.rs"
+		c["patient"] = patientA
+		for k, v := range extra {
+			c[k] = v
+		}
+		return iss.sign(c, nil, "")
+	}
+	count := func(t *testing.T, fhirBase, tok, code string) int {
+		t.Helper()
+		status, body, raw := fhirGet(t, fhirBase+"/Condition?patient="+patientA+"&code="+url.QueryEscape(code)+"&_total=accurate", tok)
+		if status != 200 {
+			t.Fatalf("search = %d %.300s", status, raw)
+		}
+		entries, _ := body["entry"].([]any)
+		return len(entries)
+	}
+	forged := map[string]any{
+		"roles":          []string{"clinician"},
+		"clearance":      map[string]any{"confidentiality": "V", "sensitivity": []string{"*"}},
+		"purpose_of_use": []string{"BTG"},
+		"break_glass":    map[string]any{"reason": "forged emergency"},
+	}
+	for _, tc := range []struct {
+		tenant, name    string
+		claims          map[string]any
+		depression, hiv int
+	}{
+		{"roles", "behavioral-health", map[string]any{"roles": []string{"behavioral-health"}}, 1, 0},
+		{"roles", "behavioral-health among unknown roles", map[string]any{"roles": []string{"offline_access", "behavioral-health"}}, 1, 0},
+		{"roles", "clinician", map[string]any{"roles": []string{"clinician"}}, 0, 0},
+		{"roles", "unknown role", map[string]any{"roles": []string{"psychiatrist"}}, 0, 0},
+		{"roles", "forged clearance and break-glass claims", forged, 0, 0},
+		{"noroles", "behavioral-health", map[string]any{"roles": []string{"behavioral-health"}}, 0, 0},
+		{"noroles", "clinician", map[string]any{"roles": []string{"clinician"}}, 0, 0},
+		{"noroles", "forged clearance and break-glass claims", forged, 0, 0},
+	} {
+		t.Run(tc.tenant+"/"+tc.name, func(t *testing.T) {
+			fhirBase := base + "/t/" + tc.tenant + "/fhir"
+			tok := token(fhirBase, tc.claims)
+			if n := count(t, fhirBase, tok, depression); n != tc.depression {
+				t.Errorf("depression Conditions = %d, want %d", n, tc.depression)
+			}
+			if n := count(t, fhirBase, tok, hiv); n != tc.hiv {
+				t.Errorf("HIV Conditions = %d, want %d", n, tc.hiv)
+			}
+			// The token works: her unlabelled Conditions are there.
+			status, body, raw := fhirGet(t, fhirBase+"/Condition?patient="+patientA, tok)
+			if entries, _ := body["entry"].([]any); status != 200 || len(entries) == 0 {
+				t.Errorf("her Conditions = %d %.300s", status, raw)
+			}
+		})
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/authn"
+	"github.com/fhirgate/fhirgate/internal/authn/rolesec"
 	"github.com/fhirgate/fhirgate/internal/config"
 	"github.com/fhirgate/fhirgate/internal/smart"
 	"github.com/fhirgate/fhirgate/internal/store/sqlstore"
@@ -48,27 +49,7 @@ func (sec *Security) clearanceOf(roles []string) *tokens.Clearance {
 	if sec == nil {
 		return nil
 	}
-	var out *tokens.Clearance
-	for _, name := range roles {
-		r, ok := sec.Roles[name]
-		if !ok {
-			continue
-		}
-		if out == nil {
-			out = &tokens.Clearance{Confidentiality: r.Clearance.Confidentiality}
-		} else if authn.ConfidentialityRank(r.Clearance.Confidentiality) > authn.ConfidentialityRank(out.Confidentiality) {
-			out.Confidentiality = r.Clearance.Confidentiality
-		}
-		for _, s := range r.Clearance.Sensitivity {
-			if !slices.Contains(out.Sensitivity, s) {
-				out.Sensitivity = append(out.Sensitivity, s)
-			}
-		}
-	}
-	if out != nil {
-		slices.Sort(out.Sensitivity)
-	}
-	return out
+	return (*tokens.Clearance)(rolesec.Clearance(sec.Roles, roles))
 }
 
 // Clearance is the clearance claim of a token: the user's roles bounded by the client's roles
@@ -111,16 +92,7 @@ func (sec *Security) purposes(roles []string) []string {
 	if sec == nil {
 		return nil
 	}
-	var out []string
-	for _, name := range roles {
-		for _, p := range sec.Roles[name].PurposeOfUse {
-			if !slices.Contains(out, p) {
-				out = append(out, p)
-			}
-		}
-	}
-	slices.Sort(out)
-	return out
+	return rolesec.Purposes(sec.Roles, roles)
 }
 
 // mayBreakGlass reports whether a role of the user allows emergency access.

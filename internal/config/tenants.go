@@ -44,6 +44,11 @@ type TenantAuthorization struct {
 	CacheMax time.Duration `yaml:"cache_max"`
 	// Claims map the issuer's claim names (dotted paths into nested objects allowed).
 	Claims TenantClaims `yaml:"claims"`
+	// RoleClearance gives the issuer's tokens the clearance and default purposes of use of the
+	// policy.roles their mapped roles name (default false: the default clearance, no purpose).
+	// The tokens' own clearance and purpose claims are never trusted, and they never break the
+	// glass.
+	RoleClearance bool `yaml:"role_clearance"`
 }
 
 // TenantClaims says where the issuer puts what fhirgate needs; empty keys take the SMART names.
@@ -101,6 +106,9 @@ func (c *Config) validateTenants(v *Problems) {
 			}
 		default:
 			v.Add(key+".authorization.mode", "must be jwks or introspection, got %q", a.Mode)
+		}
+		if a.RoleClearance && len(c.Policy.Roles) == 0 {
+			v.Add(key+".authorization.role_clearance", "needs policy.roles: no role is defined to give a clearance")
 		}
 		if a.CacheMax < 0 {
 			v.Add(key+".authorization.cache_max", "must not be negative")

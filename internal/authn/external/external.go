@@ -18,6 +18,8 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/fhirgate/fhirgate/internal/authn"
+	"github.com/fhirgate/fhirgate/internal/authn/rolesec"
+	"github.com/fhirgate/fhirgate/internal/config"
 	"github.com/fhirgate/fhirgate/internal/smart"
 )
 
@@ -57,6 +59,12 @@ type Config struct {
 	CacheMax time.Duration
 	// Claims is the claim mapping.
 	Claims Claims
+	// Roles, when not nil, are the deployment's roles (policy.roles): the mapped roles of a token
+	// that name one of them give it their clearance and default purposes of use, merged as
+	// fhirgate's authorization server merges them (rolesec). Nil leaves external tokens without
+	// either (the FHIR API's default clearance). The token's own clearance, purpose_of_use and
+	// break_glass claims are never read: the issuer's tokens are never emergency-access tokens.
+	Roles map[string]config.Role
 	// Algorithms allowed for JWTs; nil means ES256, ES384, RS256, RS384, PS256.
 	Algorithms []jose.SignatureAlgorithm
 	// KeyMinRefresh is the least time between two JWKS fetches caused by an unknown kid;
@@ -322,6 +330,13 @@ func (v *Verifier) principal(raw map[string]any, sub, jti string, exp time.Time,
 	}
 	if p.Subject == "" || p.ClientID == "" {
 		return nil, invalid("the access token has no subject or client", nil)
+	}
+	if v.cfg.Roles != nil {
+		p.Clearance = rolesec.Clearance(v.cfg.Roles, p.Roles)
+		// Emergency access is granted by fhirgate's own authorization server only, with its
+		// review item; a role never gives BTG (config validation refuses it), and should one
+		// slip through it is dropped here rather than trusted.
+		p.PurposeOfUse = slices.DeleteFunc(rolesec.Purposes(v.cfg.Roles, p.Roles), func(s string) bool { return s == authn.PurposeBreakGlass })
 	}
 	return p, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/fhirgate/fhirgate/internal/authn"
 	"github.com/fhirgate/fhirgate/internal/authn/external"
+	"github.com/fhirgate/fhirgate/internal/config"
 )
 
 // issuer serves discovery (naming discIssuer) and introspection answering answer.
@@ -111,6 +113,81 @@ func TestClaimMapping(t *testing.T) {
 	if _, err := v.Authenticate(context.Background(), "Bearer "+strings.Repeat("a", 20000)); err == nil {
 		t.Error("an oversized token was accepted")
 	}
+}
+
+// With the deployment's roles, a token's mapped roles give it their clearance and purposes of
+// use; without them, or with no known role, it has neither. The token's own clearance, purpose
+// and break-glass claims never count, and no role makes it an emergency-access token.
+func TestRoleClearance(t *testing.T) {
+	exp := float64(time.Now().Add(time.Hour).Unix())
+	roles := config.DefaultRoles()
+	// A role carrying BTG cannot be configured (validation refuses it); if one were, external
+	// tokens still would not get it.
+	roles["btg-role"] = config.Role{Clearance: config.Clearance{Confidentiality: "N"}, PurposeOfUse: []string{"BTG", "ETREAT"}, BreakGlass: true}
+	forged := map[string]any{
+		"clearance":      map[string]any{"confidentiality": "V", "sensitivity": []any{"*"}},
+		"purpose_of_use": []any{"BTG", "TREAT"},
+		"break_glass":    map[string]any{"reason": "forged", "review": "r1"},
+	}
+	for _, tc := range []struct {
+		name      string
+		roles     map[string]config.Role
+		claims    external.Claims
+		extra     map[string]any
+		clearance *authn.Clearance
+		purposes  []string
+	}{
+		{"option off", nil, external.Claims{}, map[string]any{"roles": []any{"behavioral-health"}}, nil, nil},
+		{"known role", roles, external.Claims{}, map[string]any{"roles": []any{"behavioral-health"}},
+			&authn.Clearance{Confidentiality: "R", Sensitivity: []string{"BH", "ETH", "MH", "PSY", "SUD"}}, []string{"TREAT"}},
+		{"nested claim, space-separated, unknown roles ignored", roles, external.Claims{Roles: "realm_access.roles"},
+			map[string]any{"realm_access": map[string]any{"roles": "offline_access clinician uma_authorization"}},
+			&authn.Clearance{Confidentiality: "N"}, []string{"TREAT"}},
+		{"merged roles", roles, external.Claims{}, map[string]any{"roles": []any{"clinician", "behavioral-health"}},
+			&authn.Clearance{Confidentiality: "R", Sensitivity: []string{"BH", "ETH", "MH", "PSY", "SUD"}}, []string{"TREAT"}},
+		{"no known role", roles, external.Claims{}, map[string]any{"roles": []any{"admin", "Behavioral-Health"}}, nil, nil},
+		{"no roles claim", roles, external.Claims{}, map[string]any{}, nil, nil},
+		{"forged claims, option off", nil, external.Claims{}, forged, nil, nil},
+		{"forged claims, no known role", roles, external.Claims{}, forged, nil, nil},
+		{"forged claims beside a known role", roles, external.Claims{}, with(forged, "roles", []any{"clinician"}), &authn.Clearance{Confidentiality: "N"}, []string{"TREAT"}},
+		{"a role that names BTG", roles, external.Claims{}, with(forged, "roles", []any{"btg-role"}), &authn.Clearance{Confidentiality: "N"}, []string{"ETREAT"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			answer := map[string]any{"active": true, "exp": exp, "sub": "u", "client_id": "c", "scope": "user/*.rs"}
+			for k, v := range tc.extra {
+				answer[k] = v
+			}
+			srv := issuer(t, self, answer)
+			v, err := external.New(context.Background(), external.Config{Issuer: srv.URL, Audience: "a", Mode: external.ModeIntrospection,
+				ClientID: "fhirgate", ClientSecret: "s", Claims: tc.claims, Roles: tc.roles})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 2 { // the introspection answer, then the cached principal
+				p, err := v.Authenticate(context.Background(), "Bearer opaque")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(p.Clearance, tc.clearance) {
+					t.Errorf("clearance = %+v, want %+v", p.Clearance, tc.clearance)
+				}
+				if !slices.Equal(p.PurposeOfUse, tc.purposes) {
+					t.Errorf("purposes = %v, want %v", p.PurposeOfUse, tc.purposes)
+				}
+				if p.BreakGlass != nil || p.IsBreakGlass() || p.HasPurpose(authn.PurposeBreakGlass) {
+					t.Errorf("an external token is break-glass: %+v", p)
+				}
+			}
+		})
+	}
+}
+
+func with(m map[string]any, k string, v any) map[string]any {
+	out := map[string]any{k: v}
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
 }
 
 // FuzzAuthenticate: arbitrary bearer values never panic the JWT path and are never accepted
