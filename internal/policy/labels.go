@@ -105,6 +105,9 @@ func (e *Engine) labelsFor(p *authn.Principal) *labelRules {
 // exclusion is the _security:not value for a search of types: every hidden label except those
 // whose resources of every one of types are redacted instead (nil types: every hidden label).
 func (r *labelRules) exclusion(types []string) string {
+	if r.redact == nil && r.value != "" {
+		return r.value // nothing is redacted: every hidden label, computed once
+	}
 	var vals []string
 	for l := range r.hidden {
 		if len(types) > 0 && r.redactsAll(l, types) {
