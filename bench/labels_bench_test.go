@@ -204,3 +204,79 @@ func BenchmarkRedaction(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkChainLabelFiltering measures what security labels add to chained searches, whose
+// links are narrowed on their targets too (search.Chain.Filter / Reverse.Filter: one
+// _security:not clause per link): a practitioner's forward chain (Observation by the patient's
+// identifier and a code) and reverse chain (the patient that has such an Observation), each
+// without a label policy (plain) and with the default clearance N (labels), interleaved in each
+// iteration over the SQLite bench store and reported as ratios to plain.
+func BenchmarkChainLabelFiltering(b *testing.B) {
+	s, n := openBenchStore(b)
+	matcher, err := search.NewMatcher(registry)
+	if err != nil {
+		b.Fatal(err)
+	}
+	membership, err := compartment.NewMembership(registry, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	mk := func(lp *policy.LabelPolicy) *policy.Engine {
+		e, err := policy.New(policy.Config{Registry: registry, Matcher: matcher, Membership: membership, BaseURL: enforcementBase, Labels: lp})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return e
+	}
+	plain, labels := mk(nil), mk(&policy.LabelPolicy{Default: authn.Clearance{Confidentiality: "N"}})
+	pid := patientID(n / 2)
+	queries := []struct {
+		name, typ string
+		params    url.Values
+	}{
+		{"chain", "Observation", url.Values{"subject:Patient.identifier": {"urn:bench:mrn|MRN" + pid[3:]}, "code": {"http://loinc.org|4548-4"}}},
+		{"has", "Patient", url.Values{"_id": {pid}, "_has:Observation:patient:code": {"http://loinc.org|4548-4"}}},
+	}
+	scopes, _ := smart.ParseScopes("user/*.rs")
+	p := &authn.Principal{Subject: "bench", ClientID: "bench", JTI: "j", FHIRUser: "Practitioner/bench", Scopes: scopes}
+	ctx := context.Background()
+	run := func(e *policy.Engine, typ string, params url.Values) int {
+		q, _, err := search.Parse(registry, []string{typ}, params, search.ParseOptions{DefaultCount: 100, MaxCount: 100})
+		if err != nil {
+			b.Fatal(err)
+		}
+		d, err := e.Evaluate(ctx, policy.Input{Principal: p, Interaction: policy.SearchType, Type: typ, Query: q})
+		if err != nil || !d.Allow {
+			b.Fatalf("%+v %v", d, err)
+		}
+		if err := d.Narrowing.Narrow(q); err != nil {
+			b.Fatal(err)
+		}
+		res, err := s.Search(ctx, q)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return len(res.Matches)
+	}
+	for _, q := range queries {
+		if got, want := run(labels, q.typ, q.params), run(plain, q.typ, q.params); got != want || want == 0 {
+			b.Fatalf("%s: labels keep %d matches, plain %d (the bench data has no labels)", q.name, got, want)
+		}
+	}
+	spent := make([]time.Duration, 2*len(queries))
+	b.ResetTimer()
+	for b.Loop() {
+		for i, q := range queries {
+			for j, e := range []*policy.Engine{plain, labels} {
+				start := time.Now()
+				run(e, q.typ, q.params)
+				spent[2*i+j] += time.Since(start)
+			}
+		}
+	}
+	b.StopTimer()
+	for i, q := range queries {
+		b.ReportMetric(float64(spent[2*i].Nanoseconds())/float64(b.N), q.name+"-plain-ns/op")
+		b.ReportMetric(float64(spent[2*i+1])/float64(spent[2*i]), q.name+"-labels/plain")
+	}
+}

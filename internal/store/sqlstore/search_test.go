@@ -127,6 +127,11 @@ func testSearchThroughBackend(t *testing.T, driver string) {
 		{"Patient", "identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|111", []string{"pat-1"}, false},
 		{"Observation", "code=http://loinc.org|8480-6", []string{"obs-1", "obs-3"}, false},
 		{"Observation", "code=8480-6", []string{"obs-1", "obs-3", "obs-4"}, false},
+		// Four or more system|code values compile to one code IN list per system.
+		{"Observation", "code=http://loinc.org|8480-6,http://other|8480-6,http://loinc.org|29463-7,http://x|y", []string{"obs-1", "obs-2", "obs-3", "obs-4"}, false},
+		{"Observation", "code=http://x|8480-6,http://loinc.org|8480-7,http://other|29463-7,http://x|y", []string{}, false},
+		{"Observation", "code:not=http://loinc.org|8480-6,http://other|8480-6,http://x|y,http://x|z", []string{"obs-2"}, false},
+		{"Observation", "code=8480-6,http://loinc.org|29463-7,http://x|y,http://x|z", []string{"obs-1", "obs-2", "obs-3", "obs-4"}, false},
 		{"Observation", "code:text=systolic", []string{"obs-1", "obs-3"}, false},
 		{"Observation", "code:text=weight", []string{"obs-2"}, false},
 		{"Observation", "category:missing=true", []string{"obs-4"}, false},
