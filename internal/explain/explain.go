@@ -80,6 +80,10 @@ type Answer struct {
 	// Notes say what the FHIR API checks later, at request time.
 	Notes    []string `json:"notes,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
+	// Released is, for an allowed read of a given resource, the body the client would get:
+	// the resource redacted (policy.labels.redact) when Redacted is true.
+	Released json.RawMessage `json:"released,omitempty"`
+	Redacted bool            `json:"redacted,omitempty"`
 }
 
 // Principal is who the decision was made for (never the token itself).
@@ -253,6 +257,15 @@ func (h *handler) explain(ctx context.Context, req *Request) (*Answer, int, erro
 	}
 	ans.Narrowing = h.narrowing(in, d, ans)
 	ans.Notes = in.notes(d, req)
+	if in.Resource != nil && (in.Interaction == policy.Read || in.Interaction == policy.VRead) {
+		out, redacted, why := d.Filter.Release(in.Type, in.Resource)
+		if why != "" {
+			ans.Decision.Allow, ans.Status = false, d.RefusedStatus()
+			ans.Decision.Reasons = append(ans.Decision.Reasons, string(why))
+		} else {
+			ans.Released, ans.Redacted = out, redacted
+		}
+	}
 	return ans, 0, nil
 }
 
@@ -271,15 +284,23 @@ func (h *handler) principalFromClaims(raw map[string]any) (*authn.Principal, err
 		Encounter string   `json:"encounter"`
 		FHIRUser  string   `json:"fhirUser"`
 		Roles     []string `json:"roles"`
+		// The security claims, as the authorization server writes them (docs §3.9–3.12).
+		Clearance    *authn.Clearance  `json:"clearance"`
+		PurposeOfUse []string          `json:"purpose_of_use"`
+		BreakGlass   *authn.BreakGlass `json:"break_glass"`
 	}
 	if err := json.Unmarshal(b, &c); err != nil {
 		return nil, errors.New("claims: " + err.Error())
+	}
+	if c.Clearance != nil && authn.ConfidentialityRank(c.Clearance.Confidentiality) < 0 {
+		return nil, errors.New("claims: clearance.confidentiality must be one of U, L, M, N, R, V")
 	}
 	scopes, dropped := smart.ParseScopes(c.Scope)
 	return &authn.Principal{
 		Issuer: c.Issuer, Subject: c.Subject, ClientID: c.ClientID,
 		FHIRUser: strings.TrimPrefix(c.FHIRUser, h.cfg.BaseURL+"/"),
 		Patient:  c.Patient, Encounter: c.Encounter, Scopes: scopes, DroppedScopes: dropped, Roles: c.Roles,
+		Clearance: c.Clearance, PurposeOfUse: c.PurposeOfUse, BreakGlass: c.BreakGlass,
 	}, nil
 }
 

@@ -44,7 +44,10 @@ type fixture struct {
 	key *ecdsa.PrivateKey
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureWith(t, nil) }
+
+// newFixtureWith enforces security labels under lp (nil: none).
+func newFixtureWith(t *testing.T, lp *policy.LabelPolicy) *fixture {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -66,7 +69,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine, err := policy.New(policy.Config{Registry: reg, Matcher: matcher, Membership: membership, BaseURL: base})
+	engine, err := policy.New(policy.Config{Registry: reg, Matcher: matcher, Membership: membership, BaseURL: base, Labels: lp})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,5 +326,53 @@ func TestClauseStrings(t *testing.T) {
 	want := "subject:Patient.organization:Organization.name=acme [Patient: _security:not=http://s|V; Organization: _security:not=http://s|V & partof:not=Organization/x]"
 	if got := explain.Clause(c); got != want {
 		t.Errorf("Clause = %q, want %q", got, want)
+	}
+}
+
+// TestExplainClearanceAndRedaction: what-if claims carry a clearance, and the answer for a read of
+// a given resource says whether the client would get it whole, redacted (with the body it would
+// get) or not at all.
+func TestExplainClearanceAndRedaction(t *testing.T) {
+	f := newFixtureWith(t, &policy.LabelPolicy{Redact: []policy.Redaction{
+		{Labels: []string{"HIV"}, Elements: map[string][]string{"Observation": {"value[x]", "note"}}},
+	}})
+	obs := func(label string) json.RawMessage {
+		return json.RawMessage(`{"resourceType":"Observation","id":"o1","meta":{"security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"` +
+			label + `"}]},"status":"final","code":{"text":"viral load"},"subject":{"reference":"Patient/p1"},"valueQuantity":{"value":1200},"note":[{"text":"n"}]}`)
+	}
+	claims := func(sens ...string) map[string]any {
+		return map[string]any{"scope": "user/*.rs", "fhirUser": "Practitioner/d1", "clearance": map[string]any{"confidentiality": "N", "sensitivity": sens}}
+	}
+	tests := []struct {
+		name     string
+		claims   map[string]any
+		label    string
+		allow    bool
+		redacted bool
+	}{
+		{"cleared for HIV: whole", claims("HIV"), "HIV", true, false},
+		{"not cleared, HIV redacted", claims(), "HIV", true, true},
+		{"not cleared, PSY hidden", claims(), "PSY", false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := f.explain(t, map[string]any{"claims": tt.claims, "method": "GET", "url": "/fhir/Observation/o1", "resource": obs(tt.label)})
+			if field(out, "decision", "allow") != tt.allow || (out["redacted"] == true) != tt.redacted {
+				t.Fatalf("allow %v redacted %v, want %v %v: %v", field(out, "decision", "allow"), out["redacted"], tt.allow, tt.redacted, out)
+			}
+			released, _ := out["released"].(map[string]any)
+			switch {
+			case !tt.allow && (released != nil || field(out, "status") != float64(404)):
+				t.Errorf("hidden resource: status %v, released %v", field(out, "status"), released)
+			case tt.redacted && (released["valueQuantity"] != nil || released["note"] != nil):
+				t.Errorf("redacted body keeps removed elements: %v", released)
+			case tt.allow && !tt.redacted && released["valueQuantity"] == nil:
+				t.Errorf("whole body lost its value: %v", released)
+			}
+		})
+	}
+	bad := map[string]any{"scope": "user/*.rs", "fhirUser": "Practitioner/d1", "clearance": map[string]any{"confidentiality": "TOP"}}
+	if st, _ := f.post(t, adminToken, map[string]any{"claims": bad, "method": "GET", "url": "/fhir/Observation/o1"}); st != 400 {
+		t.Errorf("a bad clearance claim = %d", st)
 	}
 }
