@@ -51,6 +51,7 @@ func (a *App) upstreamBackend(key string, u config.Upstream) (*upstream.Backend,
 	b, err := upstream.New(upstream.Options{
 		BaseURL: u.URL, Client: client, Timeout: u.Timeout, TrustTotals: u.TrustTotals,
 		MaxResponseBytes: u.MaxResponseBytes, Logger: a.log,
+		Registry: a.registry,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s.url: %w", key, err)

@@ -37,6 +37,9 @@ type Options struct {
 	MaxResponseBytes int64
 	// Logger records upstream failures (never bodies or credentials).
 	Logger *slog.Logger
+	// Registry is the search parameter registry the FHIR API parses with; the resolution of
+	// filtered chains (chains.go) extracts and matches with it. search.DefaultRegistry when nil.
+	Registry *search.Registry
 }
 
 // Backend is a backend.Backend over an upstream FHIR server's REST API.
@@ -45,6 +48,9 @@ type Backend struct {
 	base *url.URL
 	// baseStr is the base without a trailing '/'.
 	baseStr string
+	// reg and matcher re-check the targets of filtered chains (chains.go).
+	reg     *search.Registry
+	matcher *search.Matcher
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -71,7 +77,17 @@ func New(opts Options) (*Backend, error) {
 	c := *opts.Client
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	opts.Client = &c
-	return &Backend{opts: opts, base: u, baseStr: u.String()}, nil
+	reg := opts.Registry
+	if reg == nil {
+		if reg, err = search.DefaultRegistry(); err != nil {
+			return nil, err
+		}
+	}
+	m, err := search.NewMatcher(reg)
+	if err != nil {
+		return nil, err
+	}
+	return &Backend{opts: opts, base: u, baseStr: u.String(), reg: reg, matcher: m}, nil
 }
 
 // BaseURL is the upstream FHIR base.
@@ -458,18 +474,32 @@ func (b *Backend) Search(ctx context.Context, q *search.Query) (*search.Result, 
 			return nil, fhir.Invalid("_page", "the page link is not valid for this search; start the search again")
 		}
 	}
-	params, err := encodeParams(q)
-	if err != nil {
-		return nil, err
-	}
+	// params are encoded when a search of a type starts, not for a page that follows an
+	// upstream next link: that link carries the query, filtered links resolved.
+	var params url.Values
 	out := &search.Result{}
 	for {
 		target := cur.Next
+		var err error
 		if target != "" {
 			if target, err = b.nextOnBase(target); err != nil {
 				return nil, err
 			}
 		} else {
+			if params == nil {
+				rq, none, err := b.resolveChains(ctx, q)
+				if err != nil {
+					return nil, err
+				}
+				if none {
+					// A filtered link matches nothing: so does the search, on every type.
+					zero := 0
+					return &search.Result{Total: &zero}, nil
+				}
+				if params, err = encodeParams(rq); err != nil {
+					return nil, err
+				}
+			}
 			target = b.searchURL(q, params, perType, cur.Type)
 		}
 		r, err := b.do(ctx, http.MethodGet, target, nil, nil)
