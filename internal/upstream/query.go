@@ -124,7 +124,8 @@ func clauseParam(c search.Clause) (key, value string, err error) {
 // errChainFilter refuses a chain or _has that the policy narrowed on its targets (security
 // labels, Consents): FHIR search parameters cannot say "only through the targets that pass
 // these clauses", and sending the chain without them would let it probe hidden resources
-// that the response filter never sees.
+// that the response filter never sees. Search resolves such links first (chains.go); what
+// reaches the encoding unresolved (a conditional create's If-None-Exist) is refused.
 var errChainFilter = fhir.Errorf(http.StatusBadRequest, "not-supported",
 	"chained search through security-labelled or Consent-restricted resources is not supported in proxy mode")
 
