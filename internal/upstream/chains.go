@@ -28,9 +28,10 @@ const maxChainScan = 10 * MaxChainIDs
 // chainPageSize is the _count of the resolution searches (the upstream may page smaller).
 const chainPageSize = 500
 
-func errTooCostly(what string) error {
+// errTooCostly refuses a link over a cap (MaxChainIDs targets, maxChainScan resources read).
+func errTooCostly(what string, limit int) error {
 	return fhir.Errorf(http.StatusBadRequest, "too-costly",
-		"the chained search %s reaches more than %d resources through security-labelled or Consent-restricted targets in proxy mode; narrow it", what, MaxChainIDs)
+		"the chained search %s reaches more than %d resources through security-labelled or Consent-restricted targets in proxy mode; narrow it", what, limit)
 }
 
 // hasFilteredLink reports whether some link of c, at any depth, has a Filter.
@@ -87,7 +88,7 @@ func (b *Backend) resolveClause(ctx context.Context, types []string, localBase s
 		err = b.linkTargets(ctx, ch.Type, inner, ch.Filter, func(res *fhir.Resource) error {
 			if !slices.Contains(ids, res.ID) {
 				if len(ids) == MaxChainIDs {
-					return errTooCostly(c.Param.Code + ":" + ch.Type)
+					return errTooCostly(c.Param.Code+":"+ch.Type, MaxChainIDs)
 				}
 				ids = append(ids, res.ID)
 			}
@@ -139,7 +140,7 @@ func (b *Backend) resolveClause(ctx context.Context, types []string, localBase s
 				}
 				if !slices.Contains(ids, e.TargetID) {
 					if len(ids) == MaxChainIDs {
-						return errTooCostly("_has:" + rv.Type + ":" + rv.Param.Code)
+						return errTooCostly("_has:"+rv.Type+":"+rv.Param.Code, MaxChainIDs)
 					}
 					ids = append(ids, e.TargetID)
 				}
@@ -208,7 +209,7 @@ func (b *Backend) linkTargets(ctx context.Context, typ string, inner search.Clau
 				return upstreamFailed("the upstream FHIR server answered a search with resources of another type")
 			}
 			if scanned++; scanned > maxChainScan {
-				return errTooCostly("through " + typ)
+				return errTooCostly("through "+typ, maxChainScan)
 			}
 			ok, err := b.matcher.Matches(typ, res.Body, filter)
 			if err != nil {

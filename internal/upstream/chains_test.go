@@ -266,46 +266,63 @@ func mustRegistryT(t *testing.T) *search.Registry {
 // too-costly, never a partial answer, and the outer search is not sent; a link answered with
 // another type is a 502.
 func TestFilteredChainLimits(t *testing.T) {
-	var outer, patients atomic.Int64
-	var typ atomic.Value
-	patients.Store(upstream.MaxChainIDs + 1)
-	typ.Store("Patient")
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasSuffix(r.URL.Path, "/Patient") {
-			outer.Add(1)
-			_, _ = fmt.Fprint(w, `{"resourceType":"Bundle","type":"searchset","entry":[]}`)
-			return
-		}
-		var sb strings.Builder
-		sb.WriteString(`{"resourceType":"Bundle","type":"searchset","entry":[`)
-		for i := range patients.Load() {
-			if i > 0 {
-				sb.WriteByte(',')
-			}
-			fmt.Fprintf(&sb, `{"resource":{"resourceType":%q,"id":"p%d","name":[{"family":"Smith"}]},"search":{"mode":"match"}}`, typ.Load(), i)
-		}
-		sb.WriteString(`]}`)
-		_, _ = fmt.Fprint(w, sb.String())
-	}))
-	t.Cleanup(srv.Close)
-	b := newBackend(t, srv.URL+"/fhir", nil)
 	reg := mustRegistryT(t)
-	q := func() *search.Query { return filtered(t, reg, "Observation", "subject:Patient.family=Smith", 20) }
+	for _, tc := range []struct {
+		name, typ, raw, linkType string
+		// entry is the JSON of the i-th target of the link, of resource type rt.
+		entry func(rt string, i int64) string
+	}{
+		{name: "chain", typ: "Observation", raw: "subject:Patient.family=Smith", linkType: "Patient",
+			entry: func(rt string, i int64) string {
+				return fmt.Sprintf(`{"resourceType":%q,"id":"p%d","name":[{"family":"Smith"}]}`, rt, i)
+			}},
+		{name: "_has", typ: "Patient", raw: "_has:Observation:subject:code=4548-4", linkType: "Observation",
+			entry: func(rt string, i int64) string {
+				return fmt.Sprintf(`{"resourceType":%q,"id":"o%d","status":"final","code":{"coding":[{"code":"4548-4"}]},"subject":{"reference":"Patient/p%d"}}`, rt, i, i)
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var outer, targets atomic.Int64
+			var rt atomic.Value
+			targets.Store(upstream.MaxChainIDs + 1)
+			rt.Store(tc.linkType)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if !strings.HasSuffix(r.URL.Path, "/"+tc.linkType) {
+					outer.Add(1)
+					_, _ = fmt.Fprint(w, `{"resourceType":"Bundle","type":"searchset","entry":[]}`)
+					return
+				}
+				var sb strings.Builder
+				sb.WriteString(`{"resourceType":"Bundle","type":"searchset","entry":[`)
+				for i := range targets.Load() {
+					if i > 0 {
+						sb.WriteByte(',')
+					}
+					fmt.Fprintf(&sb, `{"resource":%s,"search":{"mode":"match"}}`, tc.entry(rt.Load().(string), i))
+				}
+				sb.WriteString(`]}`)
+				_, _ = fmt.Fprint(w, sb.String())
+			}))
+			t.Cleanup(srv.Close)
+			b := newBackend(t, srv.URL+"/fhir", nil)
+			q := func() *search.Query { return filtered(t, reg, tc.typ, tc.raw, 20) }
 
-	_, err := b.Search(context.Background(), q())
-	_, oo := fhir.OutcomeFromError(err)
-	if statusOf(err) != http.StatusBadRequest || len(oo.Issue) == 0 || oo.Issue[0].Code != "too-costly" || !strings.Contains(oo.Issue[0].Diagnostics, "1000") {
-		t.Errorf("over the cap: %v (%+v)", err, oo)
-	}
-	patients.Store(upstream.MaxChainIDs)
-	if _, err := b.Search(context.Background(), q()); err != nil {
-		t.Errorf("at the cap: %v", err)
-	}
-	typ.Store("Organization")
-	if _, err := b.Search(context.Background(), q()); statusOf(err) != http.StatusBadGateway {
-		t.Errorf("another type: %v", err)
-	}
-	if n := outer.Load(); n != 1 {
-		t.Errorf("the outer search was sent %d times, want once (at the cap)", n)
+			_, err := b.Search(context.Background(), q())
+			_, oo := fhir.OutcomeFromError(err)
+			if statusOf(err) != http.StatusBadRequest || len(oo.Issue) == 0 || oo.Issue[0].Code != "too-costly" || !strings.Contains(oo.Issue[0].Diagnostics, "1000") {
+				t.Errorf("over the cap: %v (%+v)", err, oo)
+			}
+			targets.Store(upstream.MaxChainIDs)
+			if _, err := b.Search(context.Background(), q()); err != nil {
+				t.Errorf("at the cap: %v", err)
+			}
+			rt.Store("Organization")
+			if _, err := b.Search(context.Background(), q()); statusOf(err) != http.StatusBadGateway {
+				t.Errorf("another type: %v", err)
+			}
+			if n := outer.Load(); n != 1 {
+				t.Errorf("the outer search was sent %d times, want once (at the cap)", n)
+			}
+		})
 	}
 }
