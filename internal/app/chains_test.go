@@ -276,4 +276,23 @@ func TestChainsThroughProxy(t *testing.T) {
 	if stripped.Load() == 0 {
 		t.Error("the upstream ignoring the targets' labels was never exercised")
 	}
+	// A search across patients that a patient's Consent narrows (Bob's keeps drnovak out) carries
+	// a reference :not clause, which is not R4 syntax: the proxy applies it to the upstream's
+	// answer, page by page, and finds what the store finds.
+	ignoreLabels.Store(false)
+	for _, path := range []string{"/Condition?_count=7", "/Observation?category=laboratory&_count=40"} {
+		want, _, _, _, wantSt := direct.searchAll(path, directTok["drnovak"])
+		got, _, _, _, st := proxy.searchAll(path, proxyTok["drnovak"])
+		if wantSt != 200 || st != 200 || !maps.Equal(keySet(got), keySet(want)) {
+			t.Errorf("drnovak %s through the proxy = %d %d matches, on the store %d %d", path, st, len(got), wantSt, len(want))
+		}
+		for k, res := range got {
+			if subj, _ := res["subject"].(map[string]any); strOf(subj["reference"]) == bob {
+				t.Errorf("drnovak %s through the proxy returned Bob's %s", path, k)
+			}
+		}
+	}
+	if r := proxy.do("GET", "/Condition?_summary=count", proxyTok["drnovak"], "", ""); r.status != 400 {
+		t.Errorf("a count across Consent-restricted patients through the proxy = %d, want 400", r.status)
+	}
 }

@@ -474,6 +474,14 @@ func (b *Backend) Search(ctx context.Context, q *search.Query) (*search.Result, 
 			return nil, fhir.Invalid("_page", "the page link is not valid for this search; start the search again")
 		}
 	}
+	// A patient's Consent narrows a search across patients with a reference :not clause,
+	// which is not R4 search syntax: it is applied here, on every page, to what the upstream
+	// returns (pages may then hold fewer matches, and no total is passed on).
+	local, q := localClauses(q)
+	if len(local) > 0 && q.Summary == search.SummaryCount {
+		return nil, fhir.Errorf(http.StatusBadRequest, "not-supported",
+			"counting across patients whose Consents restrict this user is not supported in proxy mode; search one patient's data")
+	}
 	// params are encoded when a search of a type starts, not for a page that follows an
 	// upstream next link: that link carries the query, filtered links resolved.
 	var params url.Values
@@ -533,11 +541,20 @@ func (b *Backend) Search(ctx context.Context, q *search.Query) (*search.Result, 
 			}
 			if mode == "include" {
 				out.Included = append(out.Included, res)
-			} else {
-				out.Matches = append(out.Matches, res)
+				continue
 			}
+			if len(local) > 0 {
+				ok, err := b.matcher.Matches(res.Type, res.Body, local)
+				if err != nil {
+					return nil, fmt.Errorf("upstream: applying a Consent's exclusion: %w", err)
+				}
+				if !ok {
+					continue
+				}
+			}
+			out.Matches = append(out.Matches, res)
 		}
-		if !perType && b.opts.TrustTotals {
+		if !perType && b.opts.TrustTotals && len(local) == 0 {
 			out.Total = bd.Total
 		}
 		next := bd.next()
@@ -690,3 +707,22 @@ func (readOnly) Delete(context.Context, string, string) (*fhir.Resource, error) 
 }
 
 func (t readOnly) InTx(_ context.Context, fn func(tx backend.Backend) error) error { return fn(t) }
+
+// localClauses splits off the clauses of q that are applied to the upstream's answer instead of
+// being sent (reference :not, see Search); q is returned as a copy without them.
+func localClauses(q *search.Query) (local []search.Clause, sent *search.Query) {
+	var keep []search.Clause
+	for _, c := range q.Clauses {
+		if isReferenceNot(c) {
+			local = append(local, c)
+		} else {
+			keep = append(keep, c)
+		}
+	}
+	if len(local) == 0 {
+		return nil, q
+	}
+	cp := *q
+	cp.Clauses = keep
+	return local, &cp
+}
