@@ -1,7 +1,6 @@
 package summary
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -92,33 +91,7 @@ func removeInside(value json.RawMessage, segs []string) (json.RawMessage, bool, 
 		enc, err := encode(out)
 		return enc, true, err
 	}
-	trimmed := bytes.TrimSpace(value)
-	switch {
-	case len(trimmed) > 0 && trimmed[0] == '{':
-		return one(value)
-	case len(trimmed) > 0 && trimmed[0] == '[':
-		var items []json.RawMessage
-		if err := json.Unmarshal(value, &items); err != nil {
-			return nil, false, err
-		}
-		removed := false
-		for i, it := range items {
-			if t := bytes.TrimSpace(it); len(t) == 0 || t[0] != '{' {
-				continue
-			}
-			v, cut, err := one(it)
-			if err != nil {
-				return nil, false, fmt.Errorf("[%d]: %w", i, err)
-			}
-			items[i], removed = v, removed || cut
-		}
-		if !removed {
-			return value, false, nil
-		}
-		enc, err := json.Marshal(items)
-		return enc, true, err
-	}
-	return value, false, nil // a primitive (or its extension twin): nothing inside to remove
+	return eachObject(value, one)
 }
 
 // schemaDefs are the R4 JSON schema's definitions: for each type (Observation,

@@ -277,10 +277,17 @@ func filterBackbone(value json.RawMessage, path string) (json.RawMessage, bool, 
 		enc, err := encode(out)
 		return enc, true, err
 	}
+	return eachObject(value, one)
+}
+
+// eachObject applies one to an object, or to every object of an array, and reports whether one
+// changed any. Anything else (a primitive, a malformed backbone element left for validation to
+// refuse) is returned unchanged.
+func eachObject(value json.RawMessage, one func(json.RawMessage) (json.RawMessage, bool, error)) (json.RawMessage, bool, error) {
 	trimmed := bytes.TrimSpace(value)
 	if len(trimmed) == 0 || trimmed[0] != '[' {
 		if len(trimmed) > 0 && trimmed[0] != '{' {
-			return value, false, nil // not a backbone element: left for validation to refuse
+			return value, false, nil
 		}
 		return one(value)
 	}
