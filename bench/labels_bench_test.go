@@ -43,23 +43,11 @@ func (c benchConsents) ConsentPatients(context.Context, int) ([]string, error) {
 //     more clause and re-checked per match.
 func BenchmarkLabelConsentFiltering(b *testing.B) {
 	s, n := openBenchStore(b)
-	matcher, err := search.NewMatcher(registry)
-	if err != nil {
-		b.Fatal(err)
-	}
-	membership, err := compartment.NewMembership(registry, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
 	pid := patientID(n / 2)
 	consent := []byte(`{"resourceType":"Consent","status":"active","scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"patient-privacy"}]},"patient":{"reference":"Patient/` + pid + `"},"provision":{"type":"permit","provision":[{"type":"deny","securityLabel":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"HIV"}]}]}}`)
 	labels := &policy.LabelPolicy{Default: authn.Clearance{Confidentiality: "N"}}
 	mk := func(lp *policy.LabelPolicy, cs policy.ConsentSource) *policy.Engine {
-		e, err := policy.New(policy.Config{Registry: registry, Matcher: matcher, Membership: membership, BaseURL: enforcementBase, Labels: lp, Consents: cs})
-		if err != nil {
-			b.Fatal(err)
-		}
-		return e
+		return labelEngine(b, registry, lp, cs)
 	}
 	variants := []struct {
 		name string
@@ -133,20 +121,9 @@ func BenchmarkRedaction(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	matcher, err := search.NewMatcher(registry)
-	if err != nil {
-		b.Fatal(err)
-	}
-	membership, err := compartment.NewMembership(registry, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
 	redact := []policy.Redaction{{Labels: []string{"HIV"}, Elements: map[string][]string{"Observation": {"value[x]", "interpretation", "note", "component"}}}}
 	mk := func(lp *policy.LabelPolicy) *policy.ResponseFilter {
-		e, err := policy.New(policy.Config{Registry: registry, Matcher: matcher, Membership: membership, BaseURL: enforcementBase, Labels: lp})
-		if err != nil {
-			b.Fatal(err)
-		}
+		e := labelEngine(b, registry, lp, nil)
 		scopes, _ := smart.ParseScopes("user/*.rs")
 		p := &authn.Principal{Subject: "bench", ClientID: "bench", JTI: "j", FHIRUser: "Practitioner/bench", Scopes: scopes,
 			Clearance: &authn.Clearance{Confidentiality: "N"}}
@@ -213,22 +190,7 @@ func BenchmarkRedaction(b *testing.B) {
 // iteration over the SQLite bench store and reported as ratios to plain.
 func BenchmarkChainLabelFiltering(b *testing.B) {
 	s, n := openBenchStore(b)
-	matcher, err := search.NewMatcher(registry)
-	if err != nil {
-		b.Fatal(err)
-	}
-	membership, err := compartment.NewMembership(registry, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	mk := func(lp *policy.LabelPolicy) *policy.Engine {
-		e, err := policy.New(policy.Config{Registry: registry, Matcher: matcher, Membership: membership, BaseURL: enforcementBase, Labels: lp})
-		if err != nil {
-			b.Fatal(err)
-		}
-		return e
-	}
-	plain, labels := mk(nil), mk(&policy.LabelPolicy{Default: authn.Clearance{Confidentiality: "N"}})
+	plain, labels := labelEngine(b, registry, nil, nil), labelEngine(b, registry, &policy.LabelPolicy{Default: authn.Clearance{Confidentiality: "N"}}, nil)
 	pid := patientID(n / 2)
 	queries := []struct {
 		name, typ string
@@ -279,4 +241,22 @@ func BenchmarkChainLabelFiltering(b *testing.B) {
 		b.ReportMetric(float64(spent[2*i].Nanoseconds())/float64(b.N), q.name+"-plain-ns/op")
 		b.ReportMetric(float64(spent[2*i+1])/float64(spent[2*i]), q.name+"-labels/plain")
 	}
+}
+
+// labelEngine is a policy engine over reg enforcing lp (nil: no labels) and the Consents of cs.
+func labelEngine(b *testing.B, reg *search.Registry, lp *policy.LabelPolicy, cs policy.ConsentSource) *policy.Engine {
+	b.Helper()
+	matcher, err := search.NewMatcher(reg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	membership, err := compartment.NewMembership(reg, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := policy.New(policy.Config{Registry: reg, Matcher: matcher, Membership: membership, BaseURL: enforcementBase, Labels: lp, Consents: cs})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return e
 }
